@@ -1,0 +1,43 @@
+# make train / make test set everything up on a fresh machine (a .venv here), then run.
+VENV   ?= .venv
+PYTHON ?= python3
+# The torch build to install. These releases are in this project's machines' local pip cache;
+# elsewhere any torch>=2.2 works, e.g. make setup TORCH="torch torchvision".
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# Extra Hydra overrides for make train, e.g. ARGS="data.root=/path/to/photos".
+ARGS   ?=
+STYLE  ?= starry_night
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fastnst-installed
+
+.PHONY: setup train test test-slow lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+train: setup
+	$(PY) -m fastnst.train style=$(STYLE) $(ARGS)
+
+test: setup
+	$(PY) -m pytest
+
+# Tests marked slow (longer training runs); minutes on a CPU.
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf outputs lightning_logs .pytest_cache .ruff_cache
