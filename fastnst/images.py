@@ -1,0 +1,117 @@
+"""Image files in and out. This module owns the pixel contract.
+
+Everywhere in fastnst an image is a float tensor in [0, 1], RGB, laid out CHW (one image) or
+NCHW (a batch). Conversion from whatever is on disk (grayscale, palette, CMYK, alpha, 16-bit)
+happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+
+# Errors that mean "this file is not a usable image" rather than a bug in fastnst.
+IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+
+# A truncated JPEG should fail loudly, not decode as a grey half-image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageReadError(Exception):
+    """A file could not be read as an image; the message names the file."""
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB.
+
+    Transparent pixels are composited over white (the usual expectation for logos and
+    cut-outs); 16/32-bit grayscale is scaled down rather than clipped.
+    """
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        # 16/32-bit grayscale (16-bit PNGs): map the range onto 0..255 instead of clipping.
+        img = img if img.mode == "I" else img.convert("I")
+        scale = 255.0 / 65535.0 if img.getextrema()[1] > 255 else 1.0
+        return img.point(lambda v: v * scale).convert("L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Open an image file fully decoded as RGB.
+
+    Args:
+        path: the file.
+        draft_size: if given, let the JPEG decoder skip detail that a resize to this shorter
+            side would throw away anyway (decoding at 1/2, 1/4 or 1/8 scale is much faster).
+
+    Raises:
+        ImageReadError: the file is missing, not an image, or truncated.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            if draft_size is not None and img.format == "JPEG" and img.mode == "RGB":
+                w, h = img.size
+                scale = draft_size / min(w, h)
+                img.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
+            img.load()
+            return to_rgb(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory, not an image") from None
+    except IMAGE_ERRORS as exc:
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+
+
+def pil_to_float(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float CHW tensor in [0, 1]."""
+    return pil_to_tensor(img).float().div_(255.0)
+
+
+def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """Read an image as a float CHW tensor in [0, 1].
+
+    Args:
+        path: the file.
+        size: if given, resize so the *longer* side is this many pixels (aspect kept).
+    """
+    img = open_rgb(path, draft_size=None)
+    if size is not None:
+        img = resize_long_side(img, size)
+    return pil_to_float(img)
+
+
+def resize_long_side(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    scale = size / max(w, h)
+    if scale == 1.0:
+        return img
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def save_image(tensor: torch.Tensor, path: str | Path, quality: int = 95) -> None:
+    """Write a CHW (or 1xCHW) float tensor in [0, 1] to a file; format from the extension."""
+    if tensor.dim() == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError(f"save_image takes one image, got a batch of {tensor.shape[0]}")
+        tensor = tensor[0]
+    img = to_pil_image(tensor.detach().float().clamp(0, 1).cpu())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        img.save(path, quality=quality)
+    else:
+        img.save(path)

@@ -1,0 +1,65 @@
+"""Shared fixtures: real images from ../shared/data, the real Hydra config, a tiny checkpoint."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
+COCO_TRAIN = SHARED_DATA / "coco" / "train2017"
+STYLES = SHARED_DATA / "styles"
+CONTENT = SHARED_DATA / "content"
+STARRY_NIGHT = STYLES / "starry_night.jpg"
+STYLIZE = Path(sys.executable).parent / "fastnst-stylize"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fail loudly, never skip: the suite's training tests are meaningless without real photos.
+    if not COCO_TRAIN.is_dir() or not STARRY_NIGHT.is_file():
+        raise pytest.UsageError(
+            f"real test images not found under {SHARED_DATA}; the project expects ../shared/data "
+            "beside the repository (or FASTNST_SHARED_DATA)"
+        )
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+def compose_config(overrides: list[str] | None = None):
+    """The real conf/ composed with Hydra's compose API, pointed at the shared test photos."""
+    from hydra import compose, initialize_config_dir
+
+    from fastnst.train import CONF_DIR
+
+    base = [
+        f"style.image={STARRY_NIGHT}",
+        f"data.root={COCO_TRAIN}",
+        "loss.vgg_weights=random",
+        "data.num_workers=0",
+        "trainer.enable_progress_bar=false",
+    ]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=base + list(overrides or []))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real checkpoint from two training steps of the small model at 32 px."""
+    from fastnst.train import train
+
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    cfg = compose_config(
+        [
+            "model=small",
+            "data.image_size=32",
+            "data.batch_size=2",
+            "data.val_count=2",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            f"checkpoint_dir={tmp / 'checkpoints'}",
+        ]
+    )
+    return train(cfg, tmp / "run")
