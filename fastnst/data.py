@@ -1,0 +1,206 @@
+"""Content photos for training: a recursive image folder and its LightningDataModule."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, open_rgb, pil_to_float
+
+log = logging.getLogger(__name__)
+
+COCO_HELP = (
+    "COCO 2017 training images: download http://images.cocodataset.org/zips/train2017.zip "
+    "(18 GB) and unzip it so that {root}/*.jpg exist, or train on any folder of photos with "
+    "data.root=/path/to/photos"
+)
+
+
+class DataNotFoundError(Exception):
+    """The image folder is missing or holds no images; the message says what to do."""
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """All image files under ``root`` (recursively, by extension), sorted for determinism."""
+    root = Path(root).expanduser()
+    return sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+class ImageFolder(Dataset):
+    """Images from a list of files, as float RGB tensors in [0, 1] after ``transform``.
+
+    A file that cannot be decoded is skipped: it is logged once, marked in a shared
+    table (so every DataLoader worker and the main process see the same count), and the next
+    readable file takes its place.
+    """
+
+    def __init__(self, files: Sequence[Path], transform: v2.Transform, draft_size: int | None):
+        if not files:
+            raise DataNotFoundError("no image files to load")
+        self.files = list(files)
+        self.transform = transform
+        self.draft_size = draft_size
+        # Shared memory: writes from worker processes are visible to the main process.
+        self.bad = torch.zeros(len(self.files), dtype=torch.bool).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_skipped(self) -> int:
+        return int(self.bad.sum())
+
+    def skipped_files(self) -> list[Path]:
+        return [self.files[i] for i in self.bad.nonzero().flatten().tolist()]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            if self.bad[i]:
+                continue
+            try:
+                img = open_rgb(self.files[i], draft_size=self.draft_size)
+            except ImageReadError as exc:
+                self.bad[i] = True
+                log.warning("skipping unreadable image %s", exc)
+                continue
+            return pil_to_float(self.transform(img))
+        raise DataNotFoundError("none of the image files could be read")
+
+
+def train_transform(image_size: int, resize_size: int, hflip: bool) -> v2.Transform:
+    """Resize the shorter side, random-crop a square, maybe flip. Works on PIL images, so the
+    resize happens on 8-bit data before the conversion to float."""
+    steps: list[v2.Transform] = [
+        v2.Resize(resize_size, antialias=True),
+        v2.RandomCrop(image_size, pad_if_needed=True, padding_mode="reflect"),
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose(steps)
+
+
+def val_transform(image_size: int) -> v2.Transform:
+    return v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+
+
+class ContentDataModule(pl.LightningDataModule):
+    """Content photos for training, plus a small fixed validation set for metrics and grids.
+
+    Args:
+        root: folder searched recursively for images (COCO 2017 ``train2017/`` by default).
+        image_size: side of the square training crops.
+        resize_size: shorter side after resizing, before the crop (default: ``image_size``).
+        hflip: random horizontal flips.
+        batch_size: training batch size.
+        num_workers: DataLoader worker processes.
+        val_root: a separate folder of validation photos; if unset, the last ``val_count``
+            files of ``root`` (sorted by path) are held out of training.
+        val_count: number of validation images.
+        val_size: side of the centre-cropped validation images (default: ``image_size``).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 256,
+        resize_size: int | None = None,
+        hflip: bool = True,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        val_root: str | None = None,
+        val_count: int = 8,
+        val_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if image_size < 16:
+            raise ValueError(f"data.image_size must be at least 16, got {image_size}")
+        self.root = Path(root).expanduser()
+        self.image_size = image_size
+        self.resize_size = resize_size or image_size
+        if self.resize_size < image_size:
+            raise ValueError("data.resize_size must be at least data.image_size")
+        self.hflip = hflip
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_root = Path(val_root).expanduser() if val_root else None
+        self.val_count = val_count
+        self.val_size = val_size or image_size
+        self.train_set: ImageFolder | None = None
+        self.val_set: ImageFolder | None = None
+
+    def check_root(self) -> None:
+        """Fail fast, with instructions, if the training folder is not there."""
+        if not self.root.is_dir():
+            raise DataNotFoundError(
+                f"training images not found: {self.root} is not a folder. "
+                + COCO_HELP.format(root=self.root)
+            )
+        if self.val_root is not None and not self.val_root.is_dir():
+            raise DataNotFoundError(f"validation images not found: {self.val_root} is not a folder")
+
+    def prepare_data(self) -> None:
+        # COCO is 18 GB: fastnst does not download it behind the user's back.
+        self.check_root()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.check_root()
+        files = find_images(self.root)
+        if self.val_root is not None:
+            val_files = find_images(self.val_root)[: self.val_count]
+            train_files = files
+        else:
+            if len(files) <= self.val_count:
+                raise DataNotFoundError(
+                    f"{self.root} has {len(files)} image(s); holding out data.val_count="
+                    f"{self.val_count} for validation leaves none to train on"
+                )
+            train_files, val_files = files[: -self.val_count], files[-self.val_count :]
+        if not train_files:
+            raise DataNotFoundError(
+                f"no images (extensions {', '.join(IMAGE_EXTENSIONS)}) under {self.root}. "
+                + COCO_HELP.format(root=self.root)
+            )
+        if not val_files:
+            raise DataNotFoundError(f"no validation images under {self.val_root}")
+        draft = self.resize_size
+        self.train_set = ImageFolder(
+            train_files, train_transform(self.image_size, self.resize_size, self.hflip), draft
+        )
+        self.val_set = ImageFolder(val_files, val_transform(self.val_size), self.val_size)
+        log.info(
+            "%d training images under %s, %d for validation",
+            len(train_files),
+            self.root,
+            len(val_files),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_set is not None, "call setup() first"
+        return DataLoader(self.val_set, batch_size=len(self.val_set), shuffle=False)
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(s.num_skipped for s in (self.train_set, self.val_set) if s is not None)
