@@ -1,0 +1,105 @@
+"""The training system: a TransformerNet trained against a PerceptualLoss."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torchvision.utils import make_grid
+
+from fastnst.images import load_image
+from fastnst.losses import PerceptualLoss
+from fastnst.transformer import TransformerNet
+
+# Written into every checkpoint so that fastnst-stylize can tell one of ours from any other.
+CHECKPOINT_KIND = "fastnst.TransformerNet"
+
+GRID_IMAGES = 8
+
+# The frozen VGG19 stays in eval mode on purpose; Lightning would warn about it at every fit.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+# Lightning 2.6 calls a torch API that torch 2.14 deprecates; nothing for a user to act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Trains a :class:`TransformerNet` for one style.
+
+    All arguments are plain values (they are saved in the checkpoint's ``hyper_parameters``), so
+    the checkpoint alone rebuilds the network: ``TransformerNet(**hparams["model"])`` with the
+    ``net.*`` weights. The VGG19 is not saved; it is rebuilt from ``loss["vgg_weights"]``.
+
+    Args:
+        style_image: path of the style image.
+        style_name: a short name for logs and output files.
+        style_size: the style image is resized so its long side has this many pixels
+            (``None``: as it is).
+        style_weight: weight of the style term.
+        model: keyword arguments of :class:`TransformerNet`.
+        loss: keyword arguments of :class:`PerceptualLoss` (but the style image and weight).
+        lr: Adam learning rate.
+    """
+
+    def __init__(
+        self,
+        style_image: str,
+        style_name: str = "style",
+        style_size: int | None = 512,
+        style_weight: float = 1e5,
+        model: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = TransformerNet(**(model or {}))
+        self.loss = PerceptualLoss(
+            load_image(style_image, style_size), style_weight=style_weight, **(loss or {})
+        )
+        # The VGG weights are not in the checkpoint (see on_save_checkpoint).
+        self.strict_loading = False
+        self._input_style: torch.Tensor | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        terms = self.loss(self.net(batch), batch)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0])
+        self.log("loss", terms["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
+        return terms["total"]
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        output = self.net(batch)
+        content_targets = self.loss.content_targets(batch)
+        terms = self.loss.terms(output, content_targets)
+        if self._input_style is None:
+            # How far the unmodified photos are from the painting: the style term a network
+            # that changed nothing would get. Constant, so computed once.
+            self._input_style = self.loss.terms(batch, content_targets)["style"]
+        terms["style_input"] = self._input_style
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0])
+        if batch_idx == 0:
+            self._log_grid(batch[:GRID_IMAGES], output[:GRID_IMAGES])
+
+    def _log_grid(self, content: torch.Tensor, stylized: torch.Tensor) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
+            return
+        # Rows of (content | stylized).
+        pairs = torch.stack([content, stylized], dim=1).flatten(0, 1)
+        grid = make_grid(pairs.float().clamp(0, 1).cpu(), nrow=2, padding=2)
+        experiment.add_image("val/content_stylized", grid, self.global_step)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The frozen VGG19 (80 MB) is rebuilt from its weights setting; only the network
+        # being trained goes into the file.
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")
+        }
+        checkpoint["fastnst"] = {"kind": CHECKPOINT_KIND, "style_name": self.hparams.style_name}
