@@ -7,9 +7,13 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
+
+from fastnst.images import ImageReadError
 
 
 class DownloadError(Exception):
@@ -73,3 +77,18 @@ def cached_download(url: str, sha256: str, relative_path: str, timeout: float = 
         )
     os.replace(partial, dest)
     return dest
+
+
+def style_image_path(style: Mapping[str, Any]) -> Path:
+    """The painting of a ``conf/style`` entry: its ``image`` if set, else its ``url`` fetched
+    once into the cache and checked against its ``sha256``."""
+    name = style["name"]
+    if style.get("image"):
+        path = Path(style["image"]).expanduser()
+        if not path.is_file():
+            raise ImageReadError(f"style image {path} does not exist (style.image)")
+        return path.resolve()
+    if not style.get("url"):
+        raise ValueError(f"style {name!r} has neither an image nor a url")
+    suffix = Path(style["url"]).suffix or ".jpg"
+    return cached_download(style["url"], style["sha256"], f"styles/{name}{suffix}")

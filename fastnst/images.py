@@ -78,7 +78,7 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
 
 def pil_to_float(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float CHW tensor in [0, 1]."""
-    return pil_to_tensor(img).float().div_(255.0)
+    return pil_to_tensor(img).float().div_(255.0).contiguous()
 
 
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:

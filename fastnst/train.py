@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from fastnst.data import ContentDataModule, DataNotFoundError
-from fastnst.download import DownloadError, cached_download
+from fastnst.download import DownloadError, style_image_path
 from fastnst.images import ImageReadError
 from fastnst.module import StyleTransferModule
 from fastnst.vgg import VGGWeightsError
@@ -30,19 +30,6 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 USER_ERRORS = (DataNotFoundError, DownloadError, ImageReadError, VGGWeightsError, ValueError)
 
 log = logging.getLogger("fastnst.train")
-
-
-def style_image_path(style: DictConfig) -> Path:
-    """The style image: ``style.image`` if set, else ``style.url`` fetched once into the cache."""
-    if style.get("image"):
-        path = Path(style.image).expanduser()
-        if not path.is_file():
-            raise ImageReadError(f"style image {path} does not exist (style.image)")
-        return path.resolve()
-    if not style.get("url"):
-        raise ValueError(f"style {style.name!r} has neither an image nor a url")
-    suffix = Path(style.url).suffix or ".jpg"
-    return cached_download(style.url, style.sha256, f"styles/{style.name}{suffix}")
 
 
 def build(

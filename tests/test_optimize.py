@@ -1,0 +1,223 @@
+"""Per-image optimisation (Gatys) and the origin document's comparison scripts."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastnst.images import load_image
+from fastnst.losses import PerceptualLoss
+from fastnst.optimize import initial_image, optimize_image
+
+from .conftest import CONTENT, REPO, STARRY_NIGHT
+
+PHOTO = CONTENT / "tubingen.jpg"
+
+
+@pytest.fixture(scope="module")
+def loss() -> PerceptualLoss:
+    return PerceptualLoss(load_image(STARRY_NIGHT, 64), vgg_weights="random")
+
+
+@pytest.fixture(scope="module")
+def content() -> torch.Tensor:
+    return load_image(PHOTO, 64).unsqueeze(0)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_optimisation_lowers_the_loss_and_touches_nothing_else(loss, content, optimizer):
+    vgg_before = {k: v.clone() for k, v in loss.vgg.state_dict().items()}
+    targets_before = [t.clone() for t in loss.style_targets()]
+    content_before = content.clone()
+    result = optimize_image(loss, content, steps=30, optimizer=optimizer, progress=False)
+    first, last = result.history[0].terms["total"], result.history[-1].terms["total"]
+    assert last < first / 5, (first, last)
+    for k, v in loss.vgg.state_dict().items():
+        assert torch.equal(v, vgg_before[k]), k
+    for before, after in zip(targets_before, loss.style_targets(), strict=True):
+        assert torch.equal(before, after)
+    assert torch.equal(content, content_before)
+    assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+
+
+def test_init_content_starts_from_the_exact_photo(loss, content):
+    seen = {}
+    result = optimize_image(
+        loss,
+        content,
+        steps=3,
+        log_every=1,
+        progress=False,
+        on_log=lambda step, terms, image: seen.setdefault(step, image.clone()),
+    )
+    assert result.history[0].step == 0 and result.history[0].terms["content"] == 0.0
+    assert torch.equal(seen[0], content)
+    assert not torch.equal(seen[3], content)
+    assert [r.step for r in result.history] == [0, 1, 2, 3]
+
+
+def test_logged_terms_belong_to_the_logged_image(loss, content):
+    # The terms recorded for step t are those of the image handed to the callback for step t.
+    images = {}
+    result = optimize_image(
+        loss,
+        content,
+        steps=4,
+        log_every=2,
+        progress=False,
+        on_log=lambda step, terms, image: images.setdefault(step, image.clone()),
+    )
+    targets = loss.content_targets(content)
+    for record in result.history:
+        with torch.no_grad():
+            again = loss.terms(images[record.step], targets)["total"].item()
+        assert again == pytest.approx(record.terms["total"], rel=1e-5)
+
+
+def test_noise_init_is_seeded_and_not_the_photo(content):
+    a, b = initial_image(content, "noise", seed=1), initial_image(content, "noise", seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, content)
+    with pytest.raises(ValueError, match="init"):
+        initial_image(content, "zeros")
+
+
+def test_cli_writes_image_and_per_step_csv(tmp_path):
+    out = tmp_path / "result.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastnst.optimize",
+            f"content={PHOTO}",
+            f"style.image={STARRY_NIGHT}",
+            "loss.vgg_weights=random",
+            "size=48",
+            "steps=6",
+            "log_every=2",
+            "snapshot_every=3",
+            f"output={out}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert load_image(out).shape[1:] == load_image(PHOTO, 48).shape[1:]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "losses.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 2, 4, 6]
+    assert float(rows[0]["content"]) == 0.0
+    assert float(rows[-1]["total"]) < float(rows[0]["total"])
+    assert sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir()) == [
+        "step00000.png",
+        "step00003.png",
+        "step00006.png",
+    ]
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_cli_without_content_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnst.optimize", f"style.image={STARRY_NIGHT}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "content=" in result.stderr
+
+
+def _compare(tmp_path, *args: str) -> list[dict]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "compare_taps.py"),
+            "--size",
+            "32",
+            "--style-size",
+            "48",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("history.csv", "summary.md", "plot.png", "final.png"):
+        assert (tmp_path / name).is_file(), name
+    return list(csv.DictReader(open(tmp_path / "history.csv")))
+
+
+def _check_fair(rows: list[dict], arms: tuple[str, str], yards: tuple[str, str], steps) -> None:
+    columns = ["arm", "step", "seconds"] + [
+        f"{who}_{term}" for who in ("own", *yards) for term in ("content", "style", "total")
+    ]
+    assert list(rows[0]) == columns
+    assert [(r["arm"], int(r["step"])) for r in rows] == [(a, s) for a in arms for s in steps]
+    by = {(r["arm"], int(r["step"])): r for r in rows}
+    # Same starting image in both arms: every yardstick gives both the same score.
+    for yard in yards:
+        assert by[(arms[0], 0)][f"{yard}_total"] == by[(arms[1], 0)][f"{yard}_total"]
+    # A yardstick equal to an arm's own loss scores that arm's images as the arm did.
+    for step in steps:
+        for arm, yard in zip(arms, yards, strict=True):
+            own, fair = float(by[(arm, step)]["own_total"]), float(by[(arm, step)][f"{yard}_total"])
+            assert fair == pytest.approx(own, rel=1e-4)
+
+
+def test_compare_taps_end_to_end(tmp_path):
+    rows = _compare(tmp_path, "--steps", "10", "--log-every", "5")
+    _check_fair(rows, ("relu", "conv"), ("yard_relu", "yard_conv"), [0, 5, 10])
+    summary = (tmp_path / "summary.md").read_text()
+    assert "origin document" in summary and "Fair table" in summary and "s/step" in summary
+
+
+def test_compare_style_stats_end_to_end(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "compare_style_stats.py"),
+            "--size",
+            "32",
+            "--style-size",
+            "48",
+            "--steps",
+            "4",
+            "--log-every",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    _check_fair(rows, ("gram", "covariance"), ("yard_gram", "yard_cov"), [0, 2, 4])
+
+
+def test_compare_feedforward_end_to_end(tmp_path):
+    rows = _compare(
+        tmp_path,
+        "--feedforward",
+        "--model",
+        "small",
+        "--steps",
+        "4",
+        "--log-every",
+        "2",
+        "--eval-count",
+        "2",
+    )
+    _check_fair(rows, ("relu", "conv"), ("yard_relu", "yard_conv"), [0, 2, 4])
