@@ -17,7 +17,9 @@ import torch
 
 from fastnst.module import StyleTransferModule
 
-DEFAULT_STYLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "styles" / "starry_night.jpg"
+DEFAULT_STYLE = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "styles" / "starry_night.jpg"
+)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 from fastnst import module, stylize
 from fastnst.images import load_image
 
-from .conftest import CONTENT, COCO_TRAIN, STYLIZE
+from .conftest import COCO_TRAIN, CONTENT, STYLIZE
 
 PHOTO = CONTENT / "sailboat.jpg"
 
@@ -19,7 +19,10 @@ PHOTO = CONTENT / "sailboat.jpg"
 def _run(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(STYLIZE), *map(str, args), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
     )
 
 

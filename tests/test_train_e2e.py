@@ -52,9 +52,11 @@ def run(tmp_path_factory):
 
 def test_style_loss_falls_below_a_quarter_and_below_the_photos(run):
     start, end = run["start"], run["end"]
-    print(f"val/style {start['val/style']:.5g} -> {end['val/style']:.5g}; photos themselves "
-          f"{end['val/style_input']:.5g}; val/content {start['val/content']:.5g} -> "
-          f"{end['val/content']:.5g}")
+    print(
+        f"val/style {start['val/style']:.5g} -> {end['val/style']:.5g}; photos themselves "
+        f"{end['val/style_input']:.5g}; val/content {start['val/content']:.5g} -> "
+        f"{end['val/content']:.5g}"
+    )
     assert end["val/style"] < start["val/style"] / 4
     assert end["val/style"] < end["val/style_input"]
     assert run["trainer"].global_step == STEPS
@@ -65,7 +67,9 @@ def test_vgg_and_style_targets_untouched_by_training(run):
     assert vgg_after.keys() == run["vgg_before"].keys()
     for k, v in run["vgg_before"].items():
         assert torch.equal(v, vgg_after[k]), k
-    for before, after in zip(run["targets_before"], run["module"].loss.style_targets(), strict=True):
+    for before, after in zip(
+        run["targets_before"], run["module"].loss.style_targets(), strict=True
+    ):
         assert torch.equal(before, after)
 
 
@@ -96,7 +100,9 @@ def test_stylize_cli_on_a_real_photo(run, tmp_path):
     out = tmp_path / "tubingen_starry.png"
     result = subprocess.run(
         [str(STYLIZE), str(run["final"]), str(photo), "-o", str(out), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == Image.open(photo).size
