@@ -1,6 +1,6 @@
 """Gram vs covariance style statistics: scripts/compare_taps.py --compare stats.
 
-    python scripts/compare_style_stats.py --size 256 --steps 100 --out results/stats
+    python scripts/compare_style_stats.py --size 256 --steps 100 --out outputs/compare/stats
 
 Takes the same options as compare_taps.py (see its --help).
 """
