@@ -1,7 +1,7 @@
 """Reproduce the origin document's experiments, and score them fairly.
 
     python scripts/compare_taps.py --content ../shared/data/content/tubingen.jpg \\
-        --style ../shared/data/styles/starry_night.jpg --size 256 --steps 100 --out outputs/compare/taps
+        --style ../shared/data/styles/starry_night.jpg --steps 100 --out outputs/compare/taps
     python scripts/compare_taps.py --compare stats ...      # Gram vs covariance
     python scripts/compare_taps.py --feedforward ...        # short training runs instead
 
