@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
 from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, open_rgb, pil_to_float
@@ -61,7 +62,18 @@ class ImageFolder(Dataset):
     def skipped_files(self) -> list[Path]:
         return [self.files[i] for i in self.bad.nonzero().flatten().tolist()]
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
+        """``item``: an index, or ``(index, seed)`` from :class:`ResumableSampler`; with a seed,
+        the random crop and flip are a function of it alone (not of the worker's RNG)."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        img = self._read(index)
+        if seed is None:
+            return pil_to_float(self.transform(img))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return pil_to_float(self.transform(img))
+
+    def _read(self, index: int) -> Image.Image:
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if self.bad[i]:
@@ -72,8 +84,43 @@ class ImageFolder(Dataset):
                 self.bad[i] = True
                 log.warning("skipping unreadable image %s", exc)
                 continue
-            return pil_to_float(self.transform(img))
+            return img
         raise DataNotFoundError("none of the image files could be read")
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Shuffled indices, each with its own augmentation seed, as a function of (seed, epoch).
+
+    Every batch of a run is therefore determined by the seed, the epoch and its position in
+    the epoch, whatever the number of workers; :meth:`resume_at` skips the samples a killed
+    run had already trained on, so a resumed run sees exactly the batches an uninterrupted one
+    would. ``len()`` stays the full epoch: Lightning counts the skipped batches as done.
+    """
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, samples to skip)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, samples_done: int) -> None:
+        self._resume = (epoch, samples_done)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+        self._resume = None
+        yield from zip(order[start:], seeds[start:], strict=True)
 
 
 def train_transform(image_size: int, resize_size: int, hflip: bool) -> v2.Transform:
@@ -106,6 +153,7 @@ class ContentDataModule(pl.LightningDataModule):
             files of ``root`` (sorted by path) are held out of training.
         val_count: number of validation images.
         val_size: side of the centre-cropped validation images (default: ``image_size``).
+        seed: seeds the shuffling and augmentation (see :class:`ResumableSampler`).
     """
 
     def __init__(
@@ -119,8 +167,12 @@ class ContentDataModule(pl.LightningDataModule):
         val_root: str | None = None,
         val_count: int = 8,
         val_size: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
+        self._resume_state: dict[str, int] | None = None
+        self.sampler: ResumableSampler | None = None
         if image_size < 16:
             raise ValueError(f"data.image_size must be at least 16, got {image_size}")
         self.root = Path(root).expanduser()
@@ -178,6 +230,16 @@ class ContentDataModule(pl.LightningDataModule):
             train_files, train_transform(self.image_size, self.resize_size, self.hflip), draft
         )
         self.val_set = ImageFolder(val_files, val_transform(self.val_size), self.val_size)
+        for dataset, where in ((self.train_set, self.root), (self.val_set, self.val_root)):
+            # Fail now, not in a DataLoader worker, if no file of a set decodes; cheap when
+            # the first file is fine.
+            try:
+                dataset._read(0)
+            except DataNotFoundError:
+                raise DataNotFoundError(
+                    f"none of the {len(dataset)} image files under {where or self.root} could "
+                    "be read"
+                ) from None
         log.info(
             "%d training images under %s, %d for validation",
             len(train_files),
@@ -187,10 +249,15 @@ class ContentDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
+        self.sampler = ResumableSampler(len(self.train_set), self.seed)
+        if self._resume_state is not None:
+            state = self._resume_state
+            self.sampler.resume_at(state["epoch"], state["batches_done"] * self.batch_size)
+            self._resume_state = None
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=self.sampler,
             drop_last=len(self.train_set) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -204,3 +271,20 @@ class ContentDataModule(pl.LightningDataModule):
     @property
     def num_skipped(self) -> int:
         return sum(s.num_skipped for s in (self.train_set, self.val_set) if s is not None)
+
+    def skipped_files(self) -> list[Path]:
+        return [
+            f for s in (self.train_set, self.val_set) if s is not None for f in s.skipped_files()
+        ]
+
+    def state_dict(self) -> dict[str, int]:
+        """Where in its epoch the run is, saved in checkpoints (Lightning calls this)."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        # Checkpoints are written after a batch is processed and before it counts as completed.
+        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict:
+            self._resume_state = dict(state_dict)

@@ -18,16 +18,25 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from fastnst.config import ConfigError, check_train
 from fastnst.data import ContentDataModule, DataNotFoundError
 from fastnst.download import DownloadError, style_image_path
 from fastnst.images import ImageReadError
-from fastnst.module import StyleTransferModule
+from fastnst.module import NonFiniteLossError, StyleTransferModule
 from fastnst.vgg import VGGWeightsError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
-# Errors that are the user's to fix: reported in one line, without a traceback.
-USER_ERRORS = (DataNotFoundError, DownloadError, ImageReadError, VGGWeightsError, ValueError)
+# Errors that are the user's to fix: reported in one line, without a traceback. A ConfigError
+# (a subclass of ValueError) exits with status 2, the others with 1.
+USER_ERRORS = (
+    DataNotFoundError,
+    DownloadError,
+    ImageReadError,
+    VGGWeightsError,
+    NonFiniteLossError,
+    ValueError,
+)
 
 log = logging.getLogger("fastnst.train")
 
@@ -37,11 +46,12 @@ def build(
 ) -> tuple[StyleTransferModule, ContentDataModule, pl.Trainer]:
     """The three objects of a training run, from a composed config.
 
-    Cheap checks (data folder, style image) run before the VGG19 is built.
+    The config is checked first (:func:`fastnst.config.check_train`), so a bad value fails in
+    one line before the dataset scan or the VGG19 build.
     """
+    check_train(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = ContentDataModule(**OmegaConf.to_container(cfg.data, resolve=True))
-    datamodule.check_root()
+    datamodule = ContentDataModule(**OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed)
     module = StyleTransferModule(
         style_image=str(style_image_path(cfg.style)),
         style_name=cfg.style.name,
@@ -57,7 +67,10 @@ def build(
         auto_insert_metric_name=False,
         every_n_train_steps=cfg.checkpoint_every,
         save_last=True,
-        save_top_k=1,
+        # Keep the newest `checkpoint_keep` (Lightning writes each file atomically).
+        monitor="step",
+        mode="max",
+        save_top_k=cfg.checkpoint_keep,
     )
     logger = TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="")
     trainer = pl.Trainer(
@@ -83,18 +96,48 @@ def save_final(trainer: pl.Trainer, path: Path) -> None:
     os.replace(partial, path)
 
 
+def resume_path(cfg: DictConfig) -> Path | None:
+    """The checkpoint named by ``resume``: ``last``, a path, or none (``null``)."""
+    if not cfg.get("resume"):
+        return None
+    if cfg.resume == "last":
+        path = Path(cfg.checkpoint_dir) / cfg.style.name / "last.ckpt"
+        if not path.is_file():
+            raise ConfigError(f"resume=last: no checkpoint at {path} to resume from")
+        return path
+    path = Path(cfg.resume).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"resume: {path} does not exist")
+    return path
+
+
 def train(cfg: DictConfig, out_dir: Path) -> Path:
     """Run one training job; return the path of the trained model."""
+    resume = resume_path(cfg)
     module, datamodule, trainer = build(cfg, out_dir)
-    trainer.fit(module, datamodule=datamodule)
+    if resume is not None:
+        print(f"Resuming from {resume}")
     name = cfg.style.name
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except NonFiniteLossError as exc:
+        last = Path(cfg.checkpoint_dir) / name / "last.ckpt"
+        where = f"; the last good checkpoint is {last} (resume=last)" if last.is_file() else ""
+        raise NonFiniteLossError(f"{exc}{where}") from None
     if trainer.interrupted:
         final = Path(cfg.checkpoint_dir) / name / "interrupted.ckpt"
     else:
         final = Path(cfg.checkpoint_dir) / f"{name}.ckpt"
     save_final(trainer, final)
-    if datamodule.num_skipped:
-        print(f"Skipped {datamodule.num_skipped} unreadable image file(s) (warnings above).")
+    skipped = datamodule.num_skipped
+    experiment = getattr(trainer.logger, "experiment", None)
+    if hasattr(experiment, "add_scalar"):
+        experiment.add_scalar("data/skipped_files", skipped, trainer.global_step)
+        experiment.flush()
+    if skipped:
+        files = datamodule.skipped_files()
+        shown = ", ".join(str(p) for p in files[:5]) + (", ..." if len(files) > 5 else "")
+        print(f"Skipped {skipped} unreadable image file(s): {shown}")
     state = "Interrupted at" if trainer.interrupted else "Trained"
     print(f"{state} step {trainer.global_step}. Model: {final}")
     print(f"TensorBoard logs: {out_dir / 'tensorboard'}  (tensorboard --logdir {out_dir})")
@@ -111,7 +154,7 @@ def main(cfg: DictConfig) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 if __name__ == "__main__":

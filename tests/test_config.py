@@ -90,7 +90,7 @@ def test_cli_missing_coco_is_one_clear_line(tmp_path):
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train2017.zip" in errors[0] and "data.root=" in errors[0]
@@ -110,5 +110,5 @@ def test_cli_missing_style_image_is_one_clear_line(tmp_path):
         text=True,
         timeout=120,
     )
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "nope.jpg does not exist" in result.stderr

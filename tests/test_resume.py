@@ -1,0 +1,81 @@
+"""A killed run resumes where it stopped and ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .conftest import COCO_TRAIN, STARRY_NIGHT
+
+STEPS = 40  # 31 batches per epoch here, so the resumed run also crosses an epoch boundary
+KILL_AFTER = 9  # SIGKILL once a checkpoint of at least this step exists
+
+
+def _command(tmp: Path, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "fastnst.train",
+        f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
+        "model=small", "data.image_size=32", "data.batch_size=4", "data.num_workers=2",
+        f"trainer.max_steps={STEPS}", "trainer.enable_progress_bar=false",
+        "checkpoint_every=3", f"checkpoint_dir={tmp / name}", f"hydra.run.dir={tmp / name}_run",
+        *extra,
+    ]  # fmt: skip
+
+
+def _net(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == STEPS
+    return ckpt["state_dict"]
+
+
+def _latest_step(folder: Path) -> int:
+    steps = [int(p.stem[4:]) for p in folder.glob("step*.ckpt")]
+    return max(steps, default=-1)
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    whole = subprocess.run(_command(tmp_path, "whole"), capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    killed = subprocess.Popen(
+        _command(tmp_path, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    folder = tmp_path / "killed" / "starry_night"
+    deadline = time.monotonic() + 300
+    while _latest_step(folder) < KILL_AFTER and killed.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    stopped_at = _latest_step(folder)
+    assert KILL_AFTER <= stopped_at < STEPS
+    assert not (tmp_path / "killed" / "starry_night.ckpt").exists()
+
+    resumed = subprocess.run(
+        _command(tmp_path, "killed", "resume=last"), capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from" in resumed.stdout
+
+    a = _net(tmp_path / "whole" / "starry_night.ckpt")
+    b = _net(tmp_path / "killed" / "starry_night.ckpt")
+    assert a.keys() == b.keys()
+    # On the CPU the whole computation is deterministic: the weights agree bit for bit.
+    for k in a:
+        assert torch.equal(a[k], b[k]), (k, (a[k] - b[k]).abs().max())
+    # Only the newest checkpoint_keep (3) periodic checkpoints are kept.
+    assert len(list(folder.glob("step*.ckpt"))) == 3
+
+
+def test_resume_last_without_a_checkpoint_is_a_usage_error(tmp_path):
+    result = subprocess.run(
+        _command(tmp_path, "none", "resume=last"), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no checkpoint" in result.stderr and "last.ckpt" in result.stderr
