@@ -20,8 +20,14 @@ GRID_IMAGES = 8
 
 # The frozen VGG19 stays in eval mode on purpose; Lightning would warn about it at every fit.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+# fastnst's sampler resumes mid-epoch itself (data.ResumableSampler); Lightning cannot tell.
+warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before")
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step."""
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -61,15 +67,38 @@ class StyleTransferModule(pl.LightningModule):
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
         self._input_style: torch.Tensor | None = None
+        # First step whose loss was NaN/inf, or -1. Kept on the device and read only at log
+        # steps and before a checkpoint is written, so the step itself never waits on the host.
+        self.register_buffer("_nonfinite_step", torch.tensor(-1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         terms = self.loss(self.net(batch), batch)
+        first_bad = (self._nonfinite_step < 0) & ~torch.isfinite(terms["total"])
+        self._nonfinite_step = torch.where(
+            first_bad, torch.full_like(self._nonfinite_step, self.global_step), self._nonfinite_step
+        )
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0])
         self.log("loss", terms["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
         return terms["total"]
+
+    def check_finite(self) -> None:
+        """Raise :class:`NonFiniteLossError` if any step so far had a NaN/inf loss."""
+        step = int(self._nonfinite_step)
+        if step >= 0:
+            raise NonFiniteLossError(
+                f"the training loss became NaN or infinite at step {step}; training stopped and "
+                "no checkpoint was written after it (lower lr, or check the data)"
+            )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (self.global_step % self.trainer.log_every_n_steps) == 0:
+            self.check_finite()
+
+    def on_train_end(self) -> None:
+        self.check_finite()
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         output = self.net(batch)
@@ -97,6 +126,8 @@ class StyleTransferModule(pl.LightningModule):
         return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Never write weights that a NaN/inf step may have spoiled.
+        self.check_finite()
         # The frozen VGG19 (80 MB) is rebuilt from its weights setting; only the network
         # being trained goes into the file.
         checkpoint["state_dict"] = {

@@ -1,0 +1,182 @@
+"""What real runs meet: bad files, NaN losses, bad overrides, malicious checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fastnst.data import ContentDataModule, DataNotFoundError
+from fastnst.module import NonFiniteLossError
+from fastnst.train import train
+
+from .conftest import COCO_TRAIN, CONTENT, STARRY_NIGHT, STYLIZE, compose_config
+
+COCO_FILES = sorted(COCO_TRAIN.glob("*.jpg"))
+
+
+def _salt(folder: Path) -> list[str]:
+    """Copy 12 real photos and add every kind of bad or odd file; return the bad names."""
+    folder.mkdir(parents=True)
+    for src in COCO_FILES[:12]:
+        shutil.copy(src, folder / src.name)
+    photo = Image.open(COCO_FILES[12]).convert("RGB")
+    (folder / "zero.jpg").write_bytes(b"")
+    data = COCO_FILES[13].read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "notes.jpg").write_text("a text file named .jpg")
+    photo.convert("CMYK").save(folder / "cmyk.jpg")
+    gray16 = np.asarray(photo.convert("L")).astype(np.uint16) * 257
+    Image.fromarray(gray16).save(folder / "gray16.png")
+    photo.resize((5, 3)).save(folder / "tiny.png")  # smaller than the crop
+    photo.resize((1000, 1000)).save(folder / "huge.png")  # a "decompression bomb" (see below)
+    return ["huge.png", "notes.jpg", "truncated.jpg", "zero.jpg"]
+
+
+def test_salted_folder_trains_and_reports_bad_files(tmp_path, monkeypatch, capsys):
+    bad = _salt(tmp_path / "photos")
+    # Pillow refuses images over twice this many pixels; 1000x1000 fakes a bomb cheaply.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 450_000)
+    cfg = compose_config(
+        [
+            f"data.root={tmp_path / 'photos'}",
+            f"data.val_root={COCO_TRAIN}",
+            "data.val_count=2",
+            "model=small",
+            "data.image_size=32",
+            "data.batch_size=4",
+            "trainer.max_steps=8",  # two epochs of the 16 usable-or-not files
+            "trainer.val_check_interval=4",
+            f"checkpoint_dir={tmp_path / 'ck'}",
+        ]
+    )
+    final = train(cfg, tmp_path / "run")
+    assert final.is_file()
+    out = capsys.readouterr().out
+    assert "Skipped 4 unreadable image file(s)" in out
+    for name in bad:
+        assert name in out
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("data/skipped_files")] == [4.0]
+
+
+def test_folder_with_no_usable_image_fails_fast(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"{i}.jpg").write_text("not an image")
+    dm = ContentDataModule(str(folder), num_workers=0, val_count=2)
+    with pytest.raises(DataNotFoundError, match="none of the 18 image files"):
+        dm.setup("fit")
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    from fastnst import losses
+
+    real_terms = losses.PerceptualLoss.terms
+    calls = {"n": 0}
+
+    def poisoned(self, output, targets):
+        terms = real_terms(self, output, targets)
+        if torch.is_grad_enabled():  # training steps only
+            calls["n"] += 1
+            if calls["n"] == 8:  # the 8th training step is step 7 (0-based)
+                terms = {k: v * float("nan") for k, v in terms.items()}
+        return terms
+
+    monkeypatch.setattr(losses.PerceptualLoss, "terms", poisoned)
+    cfg = compose_config(
+        [
+            "model=small",
+            "data.image_size=32",
+            "data.batch_size=2",
+            "trainer.max_steps=30",
+            "checkpoint_every=5",
+            f"checkpoint_dir={tmp_path / 'ck'}",
+        ]
+    )
+    with pytest.raises(NonFiniteLossError) as info:
+        train(cfg, tmp_path / "run")
+    message = str(info.value)
+    assert "at step 7" in message and "last.ckpt" in message
+    folder = tmp_path / "ck" / "starry_night"
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step0000005.ckpt"]
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 5
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert not (tmp_path / "ck" / "starry_night.ckpt").exists()
+
+
+BAD_OVERRIDES = [
+    ("loss.style_layers=[relu1_1,relu9_9]", "relu9_9"),
+    ("loss.content_layers=[conv4_2x]", "conv4_2x"),
+    ("loss.content_weight=-1", "loss.content_weight must be a number >= 0"),
+    ("loss.style_layer_weights=[1,1,1,1,-2]", "style_layer_weights must be numbers >= 0"),
+    ("loss.style_layer_weights=[1,1]", "2 entries for 5 style layers"),
+    ("loss.tap=sigmoid", "loss.tap must be one of"),
+    ("loss.style_stat=mean", "loss.style_stat must be one of"),
+    ("loss.vgg_weights=/nowhere/vgg.pth", "neither 'imagenet', 'random' nor a file"),
+    ("style.weight=-5", "style.weight must be a number >= 0"),
+    ("style.image=/nowhere/painting.jpg", "/nowhere/painting.jpg does not exist"),
+    ("data.image_size=8", "data.image_size must be a number >= 16"),
+    ("data.batch_size=0", "data.batch_size must be a number >= 1"),
+    ("data.root=/nowhere/coco", "data.root: /nowhere/coco is not a folder"),
+    ("model.base_channels=0", "model.base_channels must be a number >= 1"),
+    ("trainer.accelerator=gpu", "no CUDA device is available"),
+    ("lr=0", "lr must be a number > 0"),
+    ("resume=/nowhere/last.ckpt", "/nowhere/last.ckpt does not exist"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
+def test_bad_override_is_one_line_with_exit_status_2(tmp_path, override, message):
+    if override == "trainer.accelerator=gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU, so the override is valid here")
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnst.train", f"style.image={STARRY_NIGHT}",
+         f"data.root={COCO_TRAIN}", "loss.vgg_weights=random", override,
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-1500:]
+    # Failed before any heavy work: no checkpoint folder, no TensorBoard run.
+    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_malicious_checkpoint_does_not_execute(tmp_path):
+    marker = tmp_path / "pwned"
+    exploit = _Exploit()
+    exploit.marker = str(marker)
+    evil = tmp_path / "evil.ckpt"
+    with open(evil, "wb") as f:
+        pickle.dump({"fastnst": {"kind": "fastnst.TransformerNet"}, "x": exploit}, f)
+    # The file is a working exploit: an unrestricted unpickler runs it.
+    with open(evil, "rb") as f:
+        pickle.load(f)
+    assert marker.exists()
+    marker.unlink()
+    result = subprocess.run(
+        [str(STYLIZE), str(evil), str(CONTENT / "sailboat.jpg"), "-o", str(tmp_path / "o.png")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "not a fastnst checkpoint" in result.stderr
+    assert not marker.exists(), "loading the checkpoint ran code"
