@@ -17,9 +17,9 @@ from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, open_rgb, pil_to_fl
 log = logging.getLogger(__name__)
 
 COCO_HELP = (
-    "COCO 2017 training images: download http://images.cocodataset.org/zips/train2017.zip "
-    "(18 GB) and unzip it so that {root}/*.jpg exist, or train on any folder of photos with "
-    "data.root=/path/to/photos"
+    "COCO 2017 training images: run python scripts/download_coco.py (18 GB; or download "
+    "http://images.cocodataset.org/zips/train2017.zip and unzip it so that {root}/*.jpg "
+    "exist), or train on any folder of photos with data.root=/path/to/photos"
 )
 
 

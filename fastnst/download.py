@@ -1,4 +1,4 @@
-"""Fetch a file once into fastnst's cache, verified by its SHA-256."""
+"""Downloads: resumable, verified by checksum, renamed into place only when complete."""
 
 from __future__ import annotations
 
@@ -28,55 +28,89 @@ def cache_dir() -> Path:
     return Path(base) / "fastnst"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def cached_download(url: str, sha256: str, relative_path: str, timeout: float = 30.0) -> Path:
-    """Return ``cache_dir()/relative_path``, downloading it from ``url`` first if needed.
+def sha256_of(path: Path) -> str:
+    return file_digest(path, "sha256")
 
-    The file is streamed to a temporary name, checked against ``sha256`` and only then
-    renamed into place, so the cache never holds a partial or wrong file.
+
+def download(
+    url: str, dest: Path, digest: str, algorithm: str = "sha256", timeout: float = 30.0
+) -> Path:
+    """Download ``url`` to ``dest``, resumably, verified and atomically.
+
+    Bytes go to ``dest.part``; a download that breaks off leaves it there and the next call
+    asks the server for the rest (HTTP Range), starting over if the server cannot resume.
+    Only a complete file whose ``algorithm`` digest equals ``digest`` is renamed to ``dest``;
+    a wrong one is deleted.
+
+    Raises:
+        DownloadError: offline, server error, interrupted transfer, or wrong checksum.
     """
-    dest = cache_dir() / relative_path
-    if dest.is_file():
-        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part")
-    digest = hashlib.sha256()
+    have = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    f.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-            if total is not None and f.tell() != total:
-                raise DownloadError(
-                    f"download of {url} stopped after {f.tell()} of {total} bytes; try again"
-                )
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: our partial file is suspect
+            partial.unlink()
+            return download(url, dest, digest, algorithm, timeout)
+        raise DownloadError(f"could not download {url} (HTTP {exc.code} {exc.reason})") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
             f"could not download {url} ({reason}); download it yourself and put it at {dest}"
         ) from None
-    except DownloadError:
-        partial.unlink(missing_ok=True)
-        raise
-    if digest.hexdigest() != sha256:
-        partial.unlink(missing_ok=True)
+    with response:
+        resumed = have > 0 and response.status == 206
+        if not resumed:
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length else None
+        written = have
+        try:
+            with (
+                open(partial, "ab" if resumed else "wb") as f,
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name) as bar,
+            ):
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    f.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as exc:
+            raise DownloadError(
+                f"download of {url} broke off after {written} bytes ({exc}); run again to "
+                f"resume from {partial}"
+            ) from None
+    if total is not None and written < total:
         raise DownloadError(
-            f"{url} served a file with SHA-256 {digest.hexdigest()}, expected {sha256}; "
-            "nothing was saved"
+            f"download of {url} broke off after {written} of {total} bytes; run again to "
+            f"resume from {partial}"
+        )
+    got = file_digest(partial, algorithm)
+    if got != digest:
+        partial.unlink()
+        raise DownloadError(
+            f"{url} gave a file with {algorithm} {got}, expected {digest}; it was deleted"
         )
     os.replace(partial, dest)
     return dest
+
+
+def cached_download(url: str, sha256: str, relative_path: str, timeout: float = 30.0) -> Path:
+    """Return ``cache_dir()/relative_path``, downloading it from ``url`` first if needed."""
+    dest = cache_dir() / relative_path
+    if dest.is_file():
+        return dest
+    return download(url, dest, sha256, "sha256", timeout)
 
 
 def style_image_path(style: Mapping[str, Any]) -> Path:

@@ -1,0 +1,173 @@
+"""Downloads against a local HTTP server on 127.0.0.1 that can resume, break off or lie."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fastnst.download import DownloadError, download
+
+from .conftest import COCO_TRAIN, REPO
+
+
+class Files:
+    """What the server serves: path -> bytes, and how it misbehaves."""
+
+    def __init__(self) -> None:
+        self.content: dict[str, bytes] = {}
+        self.drop_after: dict[str, int] = {}  # path -> bytes sent before the connection drops
+        self.range_support = True
+        self.requests: list[tuple[str, str | None]] = []
+
+
+def _handler(files: Files) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            rng = self.headers.get("Range")
+            files.requests.append((self.path, rng))
+            body = files.content.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            start = 0
+            if rng and files.range_support:
+                start = int(rng.removeprefix("bytes=").split("-")[0])
+                if start >= len(body):
+                    self.send_error(416)
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.end_headers()
+            drop = files.drop_after.pop(self.path, None)
+            if drop is not None:
+                self.wfile.write(body[start : start + drop])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body[start:])
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Files]]:
+    files = Files()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", files
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+PAYLOAD = b"".join(p.read_bytes() for p in sorted(COCO_TRAIN.glob("*.jpg"))[:3])
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_plain_download_is_verified_and_renamed(server, tmp_path):
+    base, files = server
+    files.content["/a.bin"] = PAYLOAD
+    dest = download(f"{base}/a.bin", tmp_path / "a.bin", SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert not (tmp_path / "a.bin.part").exists()
+
+
+def test_dropped_connection_keeps_partial_then_resumes(server, tmp_path):
+    base, files = server
+    files.content["/a.bin"] = PAYLOAD
+    files.drop_after["/a.bin"] = len(PAYLOAD) // 2
+    with pytest.raises(DownloadError, match="broke off after .* run again to resume"):
+        download(f"{base}/a.bin", tmp_path / "a.bin", SHA)
+    assert not (tmp_path / "a.bin").exists()
+    assert (tmp_path / "a.bin.part").stat().st_size == len(PAYLOAD) // 2
+    download(f"{base}/a.bin", tmp_path / "a.bin", SHA)
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+    # The second request asked only for the missing half.
+    assert files.requests[-1] == ("/a.bin", f"bytes={len(PAYLOAD) // 2}-")
+
+
+def test_server_without_range_support_starts_over(server, tmp_path):
+    base, files = server
+    files.content["/a.bin"] = PAYLOAD
+    files.range_support = False
+    (tmp_path / "a.bin.part").write_bytes(PAYLOAD[:1000])
+    download(f"{base}/a.bin", tmp_path / "a.bin", SHA)
+    assert (tmp_path / "a.bin").read_bytes() == PAYLOAD
+
+
+def test_wrong_bytes_are_deleted(server, tmp_path):
+    base, files = server
+    files.content["/a.bin"] = PAYLOAD[::-1]
+    with pytest.raises(DownloadError, match=f"expected {SHA}"):
+        download(f"{base}/a.bin", tmp_path / "a.bin", SHA)
+    assert not (tmp_path / "a.bin").exists() and not (tmp_path / "a.bin.part").exists()
+
+
+def test_offline_and_missing_file_are_clear(server, tmp_path):
+    base, _ = server
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{base}/nope.bin", tmp_path / "n.bin", SHA)
+    with pytest.raises(DownloadError, match="could not download .* put it at"):
+        download("http://127.0.0.1:9/a.bin", tmp_path / "a.bin", SHA)
+
+
+def _coco_zip(tmp_path: Path) -> bytes:
+    archive = tmp_path / "made.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(COCO_TRAIN.glob("*.jpg"))[:3]:
+            zf.write(p, f"train2017/{p.name}")
+    return archive.read_bytes()
+
+
+def test_download_coco_script_resumes_verifies_and_unpacks(server, tmp_path):
+    base, files = server
+    data = _coco_zip(tmp_path)
+    files.content["/train2017.zip"] = data
+    files.drop_after["/train2017.zip"] = len(data) // 3
+    md5 = hashlib.md5(data).hexdigest()
+    command = [
+        sys.executable, str(REPO / "scripts" / "download_coco.py"), "--root",
+        str(tmp_path / "coco"), "--base-url", base, "--md5", f"train2017={md5}",
+    ]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1 and "Traceback" not in first.stderr
+    assert "run again to resume" in first.stderr
+    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    names = sorted(p.name for p in (tmp_path / "coco" / "train2017").iterdir())
+    assert names == sorted(p.name for p in sorted(COCO_TRAIN.glob("*.jpg"))[:3])
+    assert not list((tmp_path / "coco").glob("*.zip*"))
+    assert "data.root=" in second.stdout
+
+
+def test_download_coco_script_rejects_wrong_checksum(server, tmp_path):
+    base, files = server
+    files.content["/train2017.zip"] = _coco_zip(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "download_coco.py"), "--root",
+         str(tmp_path / "coco"), "--base-url", base],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "expected cced6f7f71b7629ddf16f17bbcfab6b2" in result.stderr
+    assert not (tmp_path / "coco" / "train2017").exists()
