@@ -95,22 +95,29 @@ class ResumableSampler(Sampler[tuple[int, int]]):
     the epoch, whatever the number of workers; :meth:`resume_at` skips the samples a killed
     run had already trained on, so a resumed run sees exactly the batches an uninterrupted one
     would. ``len()`` stays the full epoch: Lightning counts the skipped batches as done.
+
+    Under DDP each of ``world_size`` ranks takes every ``world_size``-th sample of the same
+    sequence, so a step of N ranks with batch B sees the samples one process with batch N*B
+    would (Lightning's own distributed sampler is switched off: ``use_distributed_sampler``).
     """
 
-    def __init__(self, size: int, seed: int = 0) -> None:
+    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.size = size
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
-        self._resume: tuple[int, int] | None = None  # (epoch, samples to skip)
+        self._resume: tuple[int, int] | None = None  # (epoch, samples of the sequence to skip)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def resume_at(self, epoch: int, samples_done: int) -> None:
+        """Skip the first ``samples_done`` samples (all ranks together) of ``epoch``."""
         self._resume = (epoch, samples_done)
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.world_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -120,7 +127,9 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         if self._resume is not None and self._resume[0] == self.epoch:
             start = self._resume[1]
         self._resume = None
-        yield from zip(order[start:], seeds[start:], strict=True)
+        end = len(self) * self.world_size  # every rank gets the same number of samples
+        for i in range(start + self.rank, end, self.world_size):
+            yield order[i], seeds[i]
 
 
 def train_transform(image_size: int, resize_size: int, hflip: bool) -> v2.Transform:
@@ -249,10 +258,13 @@ class ContentDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        self.sampler = ResumableSampler(len(self.train_set), self.seed)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        self.sampler = ResumableSampler(len(self.train_set), self.seed, rank, world)
         if self._resume_state is not None:
             state = self._resume_state
-            self.sampler.resume_at(state["epoch"], state["batches_done"] * self.batch_size)
+            done = state["batches_done"] * self.batch_size * state.get("world_size", 1)
+            self.sampler.resume_at(state["epoch"], done)
             self._resume_state = None
         return DataLoader(
             self.train_set,
@@ -283,7 +295,11 @@ class ContentDataModule(pl.LightningDataModule):
             return {}
         progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
         # Checkpoints are written after a batch is processed and before it counts as completed.
-        return {"epoch": self.trainer.current_epoch, "batches_done": progress.processed}
+        return {
+            "epoch": self.trainer.current_epoch,
+            "batches_done": progress.processed,
+            "world_size": self.trainer.world_size,
+        }
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:

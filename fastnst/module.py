@@ -22,6 +22,8 @@ GRID_IMAGES = 8
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 # fastnst's sampler resumes mid-epoch itself (data.ResumableSampler); Lightning cannot tell.
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before")
+# Lightning's all_gather uses a torch API that torch 2.14 deprecates.
+warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprec")
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -99,6 +101,18 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_train_end(self) -> None:
         self.check_finite()
+        if self.trainer.world_size > 1:
+            self._check_replicas_agree()
+
+    def _check_replicas_agree(self) -> None:
+        """Under DDP every rank must end with the same weights; say so, or fail loudly."""
+        flat = torch.cat([p.detach().flatten() for p in self.net.parameters()])
+        gathered = self.all_gather(flat)  # world_size x n
+        spread = (gathered - gathered[0]).abs().max().item()
+        if spread != 0.0:
+            raise RuntimeError(f"DDP ranks ended with different weights (max difference {spread})")
+        if self.trainer.is_global_zero:
+            print(f"DDP: the network's weights are identical on all {len(gathered)} ranks")
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         output = self.net(batch)
@@ -109,7 +123,9 @@ class StyleTransferModule(pl.LightningModule):
             # that changed nothing would get. Constant, so computed once.
             self._input_style = self.loss.terms(batch, content_targets)["style"]
         terms["style_input"] = self._input_style
-        self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0])
+        self.log_dict(
+            {f"val/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0], sync_dist=True
+        )
         if batch_idx == 0:
             self._log_grid(batch[:GRID_IMAGES], output[:GRID_IMAGES])
 

@@ -88,11 +88,14 @@ def save_final(trainer: pl.Trainer, path: Path) -> None:
     A model already at ``path`` from an earlier run is kept under a dated name, not lost.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    # Collective under DDP: every rank calls it, rank 0 alone writes.
+    trainer.save_checkpoint(partial, weights_only=True)
+    if not trainer.is_global_zero:
+        return
     if path.exists():
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
         os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
-    partial = path.with_name(path.name + ".part")
-    trainer.save_checkpoint(partial, weights_only=True)
     os.replace(partial, path)
 
 
@@ -129,6 +132,8 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
     else:
         final = Path(cfg.checkpoint_dir) / f"{name}.ckpt"
     save_final(trainer, final)
+    if not trainer.is_global_zero:
+        return final
     skipped = datamodule.num_skipped
     experiment = getattr(trainer.logger, "experiment", None)
     if hasattr(experiment, "add_scalar"):
