@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from fastnst.config import MIN_IMAGE_SIZE, ConfigError, check_loss, check_style
 from fastnst.download import style_image_path
 from fastnst.images import load_image, save_image
 from fastnst.losses import PerceptualLoss
@@ -152,12 +153,29 @@ def optimize_image(
     return result
 
 
-def _run(cfg: DictConfig, out_dir: Path) -> Path:
+def check_optimize(cfg: DictConfig) -> None:
+    """Fail in one line before the VGG19 is built (exit status 2)."""
     if cfg.content is None:
-        raise ValueError("give the photo to stylize: content=/path/to/photo.jpg")
+        raise ConfigError("give the photo to stylize: content=/path/to/photo.jpg")
+    if not Path(cfg.content).expanduser().is_file():
+        raise ConfigError(f"content: {cfg.content} does not exist")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    if cfg.init not in INITS:
+        raise ConfigError(f"init must be one of {INITS}, got {cfg.init!r}")
+    if not isinstance(cfg.steps, int) or cfg.steps < 0:
+        raise ConfigError(f"steps must be a whole number >= 0, got {cfg.steps!r}")
+    if not isinstance(cfg.log_every, int) or cfg.log_every < 1:
+        raise ConfigError(f"log_every must be a whole number >= 1, got {cfg.log_every!r}")
+    if cfg.size is not None and (not isinstance(cfg.size, int) or cfg.size < MIN_IMAGE_SIZE):
+        raise ConfigError(f"size must be at least {MIN_IMAGE_SIZE} pixels, got {cfg.size!r}")
+    check_loss(cfg.loss)
+    check_style(cfg.style)
+
+
+def _run(cfg: DictConfig, out_dir: Path) -> Path:
+    check_optimize(cfg)
     content_path = Path(cfg.content).expanduser()
-    if cfg.optimizer not in OPTIMIZERS or cfg.init not in INITS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS} and init one of {INITS}")
     content = load_image(content_path, cfg.size).unsqueeze(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     style = load_image(style_image_path(cfg.style), cfg.style.size)
@@ -218,7 +236,7 @@ def main(cfg: DictConfig) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 if __name__ == "__main__":

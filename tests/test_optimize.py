@@ -129,8 +129,13 @@ def test_cli_without_content_is_one_clear_line(tmp_path):
         timeout=120,
         cwd=tmp_path,
     )
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "content=" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnst.optimize", f"content={PHOTO}", "loss.tap=sigmoid"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2 and "loss.tap must be one of" in result.stderr
 
 
 def _compare(tmp_path, *args: str) -> list[dict]:
