@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -29,7 +26,7 @@ from fastnst.config import MIN_IMAGE_SIZE, ConfigError, check_loss, check_style
 from fastnst.download import style_image_path
 from fastnst.images import load_image, save_image
 from fastnst.losses import PerceptualLoss
-from fastnst.train import CONF_DIR, USER_ERRORS
+from fastnst.train import CONF_DIR, run_reporting_errors
 
 OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("content", "noise")
@@ -230,13 +227,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="optimize", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        _run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except USER_ERRORS as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    run_reporting_errors(_run, cfg)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -150,16 +151,21 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
     return final
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+def run_reporting_errors(job: Callable[[DictConfig, Path], object], cfg: DictConfig) -> None:
+    """Run a Hydra job in its output folder; a user error becomes one ``error:`` line and exit
+    status 2 (bad settings) or 1 (anything else). HYDRA_FULL_ERROR=1 shows the traceback."""
     try:
-        train(cfg, out_dir)
+        job(cfg, Path(HydraConfig.get().runtime.output_dir))
     except USER_ERRORS as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_reporting_errors(train, cfg)
 
 
 if __name__ == "__main__":

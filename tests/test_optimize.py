@@ -138,24 +138,12 @@ def test_cli_without_content_is_one_clear_line(tmp_path):
     assert result.returncode == 2 and "loss.tap must be one of" in result.stderr
 
 
-def _compare(tmp_path, *args: str) -> list[dict]:
+def _compare(tmp_path, *args: str, script: str = "compare_taps.py") -> list[dict]:
     result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "compare_taps.py"),
-            "--size",
-            "32",
-            "--style-size",
-            "48",
-            "--out",
-            str(tmp_path),
-            "--quiet",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        [sys.executable, str(REPO / "scripts" / script), "--size", "32", "--style-size", "48",
+         "--out", str(tmp_path), "--quiet", *args],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for name in ("history.csv", "summary.md", "plot.png", "final.png"):
         assert (tmp_path / name).is_file(), name
@@ -187,28 +175,7 @@ def test_compare_taps_end_to_end(tmp_path):
 
 
 def test_compare_style_stats_end_to_end(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "compare_style_stats.py"),
-            "--size",
-            "32",
-            "--style-size",
-            "48",
-            "--steps",
-            "4",
-            "--log-every",
-            "2",
-            "--out",
-            str(tmp_path),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    rows = _compare(tmp_path, "--steps", "4", "--log-every", "2", script="compare_style_stats.py")
     _check_fair(rows, ("gram", "covariance"), ("yard_gram", "yard_cov"), [0, 2, 4])
 
 
