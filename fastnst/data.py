@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, open_rgb, pil_to_float
+from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, read_image_uint8
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +67,18 @@ class ImageFolder(Dataset):
         index, seed = item if isinstance(item, tuple) else (item, None)
         img = self._read(index)
         if seed is None:
-            return pil_to_float(self.transform(img))
+            return _to_float(self.transform(img))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return pil_to_float(self.transform(img))
+            return _to_float(self.transform(img))
 
-    def _read(self, index: int) -> Image.Image:
+    def _read(self, index: int) -> torch.Tensor:
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if self.bad[i]:
                 continue
             try:
-                img = open_rgb(self.files[i], draft_size=self.draft_size)
+                img = read_image_uint8(self.files[i], draft_size=self.draft_size)
             except ImageReadError as exc:
                 self.bad[i] = True
                 log.warning("skipping unreadable image %s", exc)
@@ -132,9 +131,13 @@ class ResumableSampler(Sampler[tuple[int, int]]):
             yield order[i], seeds[i]
 
 
+def _to_float(img: torch.Tensor) -> torch.Tensor:
+    return img.float().div_(255.0).contiguous()
+
+
 def train_transform(image_size: int, resize_size: int, hflip: bool) -> v2.Transform:
-    """Resize the shorter side, random-crop a square, maybe flip. Works on PIL images, so the
-    resize happens on 8-bit data before the conversion to float."""
+    """Resize the shorter side, random-crop a square, maybe flip. Works on uint8 tensors, so
+    the resize happens on 8-bit data, before the conversion to float."""
     steps: list[v2.Transform] = [
         v2.Resize(resize_size, antialias=True),
         v2.RandomCrop(image_size, pad_if_needed=True, padding_mode="reflect"),

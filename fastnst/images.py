@@ -7,10 +7,17 @@ happens here and nowhere else.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
+
+with warnings.catch_warnings():
+    # torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; decode_jpeg
+    # still works and is the fastest JPEG path in the benchmark. Revisit with TorchCodec.
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities")
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -74,6 +81,36 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
         raise ImageReadError(f"{path}: is a directory, not an image") from None
     except IMAGE_ERRORS as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+
+
+def read_image_uint8(path: str | Path, draft_size: int | None = None) -> torch.Tensor:
+    """Decode an image file to a uint8 RGB CHW tensor, the fast way for training data.
+
+    JPEGs go straight from libjpeg-turbo into a tensor (torchvision's ``decode_jpeg``), unless
+    the photo is at least twice ``draft_size`` on its shorter side: then Pillow's reduced-scale
+    decoding (see :func:`open_rgb`) does less work. Other formats go through :func:`open_rgb`.
+    Resizing uint8 tensors afterwards is several times faster than resizing floats or PIL
+    images (``scripts/benchmark.py``, data section).
+
+    Raises:
+        ImageReadError: the file is missing, not an image, truncated, or too large.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        try:
+            with Image.open(path) as img:  # reads the header only; checks the pixel limit
+                is_jpeg, shorter = img.format == "JPEG", min(img.size)
+        except FileNotFoundError:
+            raise ImageReadError(f"{path}: no such file") from None
+        except IMAGE_ERRORS as exc:
+            raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+        if is_jpeg and (draft_size is None or shorter < 2 * draft_size):
+            try:
+                return decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)
+            except RuntimeError as exc:
+                reason = str(exc).strip().splitlines()[-1]
+                raise ImageReadError(f"{path}: not a readable image ({reason})") from None
+    return pil_to_tensor(open_rgb(path, draft_size))
 
 
 def pil_to_float(img: Image.Image) -> torch.Tensor:
