@@ -1,0 +1,370 @@
+"""Measure fastnst: training throughput, FLOP utilisation, data pipeline, inference, Gatys steps.
+
+    python scripts/benchmark.py --out outputs/benchmark.json           # full run (minutes)
+    python scripts/benchmark.py --quick --out /tmp/bench.json          # tiny sizes, seconds
+
+Every figure is the median of --repeats timed runs after warm-up, with min and max. Ratios
+compare variants measured in this same run. Prints a table and writes JSON. Uses a seeded
+random VGG19 (the arithmetic is that of the ImageNet one) and real COCO photos from
+../shared/data/coco/train2017 (or --photos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fastnst.losses import PerceptualLoss
+from fastnst.transformer import TransformerNet
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, sync=lambda: None) -> dict:
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def device_sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+# ---------------------------------------------------------------------------------- training
+def bench_training(args, device: torch.device) -> dict:
+    """Lightning (the real StyleTransferModule + Trainer) vs a bare loop of the same math."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fastnst.module import StyleTransferModule
+
+    size, batch, steps = args.train_size, args.batch, args.repeats + 2
+    torch.manual_seed(0)
+    images = torch.rand(steps * batch, 3, size, size)
+    loader = DataLoader(TensorDataset(images), batch_size=batch)
+    style = str(args.style)
+
+    class Module(StyleTransferModule):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch[0], batch_idx)
+
+    class Clock(pl.Callback):
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+
+        def on_train_batch_end(self, trainer, *_):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            self.marks.append(time.perf_counter())
+
+    def step_times(marks: list[float]) -> dict:
+        gaps = [b - a for a, b in zip(marks[1:], marks[2:], strict=False)]  # skip 2 warm-ups
+        return {"median_s": statistics.median(gaps), "min_s": min(gaps), "max_s": max(gaps)}
+
+    results = {}
+    for variant in args.train_variants:
+        precision = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}[variant]
+        module = Module(style, loss={"vgg_weights": "random"})
+        clock = Clock()
+        trainer = pl.Trainer(
+            accelerator=device.type, devices=1, max_steps=steps, precision=precision,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, log_every_n_steps=50, callbacks=[clock],
+        )  # fmt: skip
+        trainer.fit(module, loader)
+        lightning = step_times(clock.marks)
+
+        module = StyleTransferModule(style, loss={"vgg_weights": "random"}).to(device)
+        module.log = module.log_dict = lambda *a, **k: None  # same math, no Trainer
+        optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)
+        marks = []
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16 if variant == "bf16" else
+                                  torch.float16, enabled=variant != "fp32")  # fmt: skip
+        for (x,) in loader:
+            x = x.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = module.training_step(x, 0)
+            loss.backward()
+            optimizer.step()
+            device_sync(device)()
+            marks.append(time.perf_counter())
+        bare = step_times(marks)
+        results[variant] = {
+            "lightning": lightning,
+            "bare": bare,
+            "lightning_images_per_s": batch / lightning["median_s"],
+            "bare_images_per_s": batch / bare["median_s"],
+            "lightning_vs_bare": bare["median_s"] / lightning["median_s"],
+        }
+    # FLOPs of one training step (fwd + bwd), counted by torch, against a measured matmul peak.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = StyleTransferModule(style, loss={"vgg_weights": "random"}).to(device)
+    module.log = module.log_dict = lambda *a, **k: None
+    x = images[:batch].to(device)
+    with FlopCounterMode(display=False) as counter:
+        module.training_step(x, 0).backward()
+    flops = counter.get_total_flops()
+    n = 2048 if args.quick else 4096
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+    mm = timed(lambda: a @ b, args.repeats, sync=device_sync(device))
+    peak = 2 * n**3 / mm["median_s"]
+    achieved = flops / results["fp32"]["lightning"]["median_s"]
+    results["flops"] = {
+        "gflop_per_step": flops / 1e9,
+        "gflop_per_image": flops / batch / 1e9,
+        "achieved_gflops": achieved / 1e9,
+        "matmul_peak_gflops": peak / 1e9,
+        "utilisation": achieved / peak,
+    }
+    return results
+
+
+# ------------------------------------------------------------------------------ data pipeline
+def bench_data(args) -> dict:
+    """Images/s decoded + augmented to --train-size from real JPEGs, in one process (= per
+    DataLoader worker): naive (full decode, float, resize) vs fastnst's path."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.functional import to_tensor
+
+    from fastnst.data import ImageFolder, find_images, train_transform
+
+    files = find_images(args.photos)[: args.data_images]
+    size = args.train_size
+    naive_tf = v2.Compose([v2.Resize(size, antialias=True), v2.RandomCrop(size),
+                           v2.RandomHorizontalFlip()])  # fmt: skip
+
+    def naive() -> None:
+        from PIL import Image
+
+        for p in files:
+            naive_tf(to_tensor(Image.open(p).convert("RGB")))
+
+    fast_set = ImageFolder(files, train_transform(size, size, True), draft_size=size)
+
+    def fast() -> None:
+        for i in range(len(fast_set)):
+            fast_set[i]
+
+    results = {}
+    for name, fn in (("naive", naive), ("fastnst", fast)):
+        t = timed(fn, args.repeats)
+        results[name] = {**t, "images_per_s": len(files) / t["median_s"]}
+    results["speedup"] = results["fastnst"]["images_per_s"] / results["naive"]["images_per_s"]
+    return results
+
+
+# --------------------------------------------------------------------------------- inference
+def _inference_child(size: int, variant: str, device_name: str, repeats: int) -> dict:
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    net = TransformerNet().eval().to(device)
+    x = torch.rand(1, 3, size, size, device=device)
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.split("+")[-1])
+    if variant == "channels_last":
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if variant.startswith("compile"):
+        net = torch.compile(net)
+
+    def run() -> None:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ),
+        ):
+            net(x)
+
+    before = _rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    compiling = variant.startswith("compile")
+    t = timed(run, repeats, warmup=2 if compiling else 1, sync=device_sync(device))
+    if device.type == "cuda":
+        t["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        t["peak_mb"] = _peak_rss_mb() - before  # growth of the process's high-water mark
+    return t
+
+
+def _rss_mb(field: str = "VmRSS") -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    return _rss_mb("VmHWM")
+
+
+def bench_inference(args, device: torch.device) -> dict:
+    """Each (size, variant) in a fresh process, so peak memory is that configuration's own."""
+    results: dict = {}
+    for size in args.infer_sizes:
+        for variant in args.infer_variants:
+            if variant == "fp16" and device.type != "cuda":
+                continue
+            if variant.startswith("compile") and size not in args.compile_sizes:
+                continue
+            out = subprocess.run(
+                [sys.executable, __file__, "--_child", str(size), variant, device.type,
+                 str(args.repeats)],
+                capture_output=True, text=True, timeout=1800,
+            )  # fmt: skip
+            if out.returncode != 0:
+                results[f"{size}/{variant}"] = {"error": out.stderr.strip().splitlines()[-1]}
+                continue
+            results[f"{size}/{variant}"] = json.loads(out.stdout.strip().splitlines()[-1])
+    return results
+
+
+# ------------------------------------------------------------------------- Gatys optimisation
+def bench_optimize(args, device: torch.device) -> dict:
+    from fastnst.images import load_image
+    from fastnst.optimize import optimize_image
+
+    loss = PerceptualLoss(load_image(args.style, 256), vgg_weights="random").to(device)
+    results = {}
+    for size in args.optimize_sizes:
+        content = torch.rand(1, 3, size, size, device=device)
+        runs = []
+        for _ in range(args.repeats):
+            result = optimize_image(loss, content, steps=args.optimize_steps, progress=False)
+            runs.append(result.seconds_per_step)
+        results[str(size)] = {
+            "median_s": statistics.median(runs), "min_s": min(runs), "max_s": max(runs),
+            "steps_per_s": 1 / statistics.median(runs),
+        }  # fmt: skip
+    return results
+
+
+# ------------------------------------------------------------------------------------ report
+def table(report: dict) -> str:
+    lines = [f"device: {report['device']}, torch {report['torch']}, threads {report['threads']}"]
+    if "training" in report:
+        tr = report["training"]
+        for variant, r in tr.items():
+            if variant == "flops":
+                continue
+            lines.append(
+                f"train {variant} {report['args']['train_size']}px batch {report['args']['batch']}:"
+                f" Lightning {r['lightning_images_per_s']:.3f} img/s "
+                f"({r['lightning']['median_s']:.3f} s/step, min {r['lightning']['min_s']:.3f}, "
+                f"max {r['lightning']['max_s']:.3f}); bare loop {r['bare_images_per_s']:.3f} img/s"
+                f" -> Lightning/bare {r['lightning_vs_bare']:.1%}"
+            )
+        f = tr["flops"]
+        lines.append(
+            f"train step: {f['gflop_per_step']:.1f} GFLOP ({f['gflop_per_image']:.1f}/image), "
+            f"{f['achieved_gflops']:.1f} GFLOP/s of a {f['matmul_peak_gflops']:.1f} GFLOP/s "
+            f"matmul peak = {f['utilisation']:.1%}"
+        )
+    if "data" in report:
+        d = report["data"]
+        lines.append(
+            f"data: naive {d['naive']['images_per_s']:.1f} img/s, fastnst "
+            f"{d['fastnst']['images_per_s']:.1f} img/s per worker ({d['speedup']:.2f}x)"
+        )
+    if "inference" in report:
+        for key, r in report["inference"].items():
+            if "error" in r:
+                lines.append(f"stylize {key}: {r['error']}")
+            else:
+                lines.append(
+                    f"stylize {key}: {r['median_s']:.3f} s (min {r['min_s']:.3f}, max "
+                    f"{r['max_s']:.3f}), peak +{r['peak_mb']:.0f} MB"
+                )
+    if "optimize" in report:
+        for size, r in report["optimize"].items():
+            lines.append(f"Gatys (Adam) {size}px: {r['steps_per_s']:.2f} steps/s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--_child":
+        size, variant, device, repeats = sys.argv[2:6]
+        print(json.dumps(_inference_child(int(size), variant, device, int(repeats))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sections", nargs="+", default=["training", "data", "inference",
+                        "optimize"])  # fmt: skip
+    parser.add_argument("--style", type=Path, default=SHARED / "styles" / "starry_night.jpg")
+    parser.add_argument("--photos", type=Path, default=SHARED / "coco" / "train2017")
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if not args.style.is_file():
+        # No ../shared/data (a bare GPU machine): a synthetic painting; same arithmetic.
+        from fastnst.images import save_image
+
+        args.style = args.out.parent / "synthetic_style.png"
+        torch.manual_seed(0)
+        save_image(torch.rand(3, 256, 256), args.style)
+    if not args.photos.is_dir() and "data" in args.sections:
+        print(f"[benchmark] no photos at {args.photos}: data section skipped", file=sys.stderr)
+        args.sections.remove("data")
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
+    args.train_size, args.batch = (32, 2) if args.quick else (256, 4)
+    args.train_variants = ["fp32"] + (["bf16"] if device.type == "cuda" and bf16 else [])
+    args.data_images = 8 if args.quick else 64
+    args.infer_sizes = [32, 64] if args.quick else [256, 512, 1024, 2048]
+    args.infer_variants = ["fp32", "channels_last"] + (["bf16"] if bf16 else []) + (
+        ["fp16"] if device.type == "cuda" else []) + ["compile"] + (
+        ["compile+bf16"] if bf16 else [])  # fmt: skip
+    args.compile_sizes = [] if args.quick else [256, 1024]
+    args.optimize_sizes = [32] if args.quick else [256, 512]
+    args.optimize_steps = 3 if args.quick else 10
+
+    report: dict = {
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    sections = {
+        "training": lambda: bench_training(args, device),
+        "data": lambda: bench_data(args),
+        "inference": lambda: bench_inference(args, device),
+        "optimize": lambda: bench_optimize(args, device),
+    }
+    for name in args.sections:
+        print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)
+        report[name] = sections[name]()
+    args.out.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    print(f"JSON: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
