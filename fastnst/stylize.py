@@ -91,6 +91,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["auto", "cpu", "cuda"],
         help="auto: CUDA when available, else CPU",
     )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="bf16/fp16 run the network under autocast (fp16: CUDA only); about 2x faster, "
+        "output within a few 8-bit levels of fp32",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network first: pays off over many images of one size",
+    )
     return parser.parse_args(argv)
 
 
@@ -98,10 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         device = pick_device(args.device)
+    except CheckpointError as exc:
+        print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
+        return 2
+    if args.precision == "fp16" and device.type != "cuda":
+        print(
+            "fastnst-stylize: error: --precision fp16 needs CUDA; use bf16 on the CPU",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         net, style = load_network(args.checkpoint, device)
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 1
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    forward = torch.compile(net) if args.compile else net
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     if args.output is not None and len(args.images) > 1:
         args.output.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -110,8 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             if dst.exists() and dst.resolve() == src.resolve():
                 raise ImageReadError(f"{src}: output would overwrite the input; pass -o")
             image = load_image(src).unsqueeze(0).to(device)
-            with torch.inference_mode():
-                stylized = net(image)
+            with (
+                torch.inference_mode(),
+                torch.autocast(
+                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                ),
+            ):
+                stylized = forward(image).float()
             save_image(stylized, dst)
         except ImageReadError as exc:
             print(f"fastnst-stylize: error: {exc}", file=sys.stderr)

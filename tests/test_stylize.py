@@ -99,3 +99,17 @@ def test_output_equals_a_forward_pass(tiny_checkpoint, tmp_path):
     with torch.inference_mode():
         expected = net(load_image(PHOTO).unsqueeze(0))[0]
     assert (load_image(out) - expected).abs().max() <= 1 / 255 + 1e-4
+
+
+def test_bf16_precision_is_close_to_fp32(tiny_checkpoint, tmp_path):
+    assert _run(tiny_checkpoint, PHOTO, "-o", tmp_path / "fp32.png").returncode == 0
+    result = _run(tiny_checkpoint, PHOTO, "-o", tmp_path / "bf16.png", "--precision", "bf16")
+    assert result.returncode == 0, result.stderr
+    diff = (load_image(tmp_path / "bf16.png") - load_image(tmp_path / "fp32.png")).abs()
+    assert diff.mean() < 1 / 255 and diff.max() < 10 / 255
+
+
+def test_fp16_on_cpu_is_a_usage_error(tiny_checkpoint, tmp_path):
+    result = _run(tiny_checkpoint, PHOTO, "--precision", "fp16")
+    _one_line_error(result, "fp16 needs CUDA")
+    assert result.returncode == 2
