@@ -74,39 +74,50 @@ def bench_training(args, device: torch.device) -> dict:
                 torch.cuda.synchronize()
             self.marks.append(time.perf_counter())
 
-    def step_times(marks: list[float]) -> dict:
-        gaps = [b - a for a, b in zip(marks[1:], marks[2:], strict=False)]  # skip 2 warm-ups
-        return {"median_s": statistics.median(gaps), "min_s": min(gaps), "max_s": max(gaps)}
+    def gaps(marks: list[float]) -> list[float]:
+        return [b - a for a, b in zip(marks[1:], marks[2:], strict=False)]  # skip 2 warm-ups
 
-    results = {}
-    for variant in args.train_variants:
-        precision = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}[variant]
-        module = Module(style, loss={"vgg_weights": "random"})
+    def summary(times: list[float]) -> dict:
+        return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+    def run_lightning(precision: str) -> list[float]:
         clock = Clock()
         trainer = pl.Trainer(
             accelerator=device.type, devices=1, max_steps=steps, precision=precision,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, log_every_n_steps=50, callbacks=[clock],
         )  # fmt: skip
-        trainer.fit(module, loader)
-        lightning = step_times(clock.marks)
+        trainer.fit(Module(style, loss={"vgg_weights": "random"}), loader)
+        return gaps(clock.marks)
 
+    def run_bare(variant: str) -> list[float]:
         module = StyleTransferModule(style, loss={"vgg_weights": "random"}).to(device)
         module.log = module.log_dict = lambda *a, **k: None  # same math, no Trainer
         optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)
+        dtype = torch.bfloat16 if variant == "bf16" else torch.float16
         marks = []
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16 if variant == "bf16" else
-                                  torch.float16, enabled=variant != "fp32")  # fmt: skip
         for (x,) in loader:
             x = x.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with autocast:
+            with torch.autocast(device.type, dtype=dtype, enabled=variant != "fp32"):
                 loss = module.training_step(x, 0)
             loss.backward()
             optimizer.step()
             device_sync(device)()
             marks.append(time.perf_counter())
-        bare = step_times(marks)
+        return gaps(marks)
+
+    results = {}
+    for variant in args.train_variants:
+        precision = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}[variant]
+        # Alternate bare, Lightning, bare, Lightning: whichever runs first in a process is
+        # measurably slower (allocator and caches warming up), which would bias one side.
+        bare_times: list[float] = []
+        lightning_times: list[float] = []
+        for _ in range(2):
+            bare_times += run_bare(variant)
+            lightning_times += run_lightning(precision)
+        lightning, bare = summary(lightning_times), summary(bare_times)
         results[variant] = {
             "lightning": lightning,
             "bare": bare,
