@@ -69,8 +69,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     # On the CPU the whole computation is deterministic: the weights agree bit for bit.
     for k in a:
         assert torch.equal(a[k], b[k]), (k, (a[k] - b[k]).abs().max())
-    # Only the newest checkpoint_keep (3) periodic checkpoints are kept.
-    assert len(list(folder.glob("step*.ckpt"))) == 3
+    # Only the newest checkpoint_keep (3) periodic checkpoints are kept...
+    whole_steps = sorted(p.name for p in (tmp_path / "whole" / "starry_night").glob("step*"))
+    assert whole_steps == ["step0000033.ckpt", "step0000036.ckpt", "step0000039.ckpt"]
+    # ...and after a kill, at most one more: Lightning writes a periodic checkpoint before
+    # last.ckpt, so a kill in between leaves that file, newer than the state resumed from,
+    # outside the resumed run's bookkeeping (it is a valid checkpoint, not a partial file).
+    killed_steps = sorted(p.name for p in folder.glob("step*"))
+    assert killed_steps[-3:] == whole_steps and len(killed_steps) <= 4, killed_steps
 
 
 def test_resume_last_without_a_checkpoint_is_a_usage_error(tmp_path):
