@@ -5,7 +5,6 @@ Config groups live in ``conf/`` (style, data, model, loss, trainer); see the REA
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -38,8 +37,6 @@ USER_ERRORS = (
     NonFiniteLossError,
     ValueError,
 )
-
-log = logging.getLogger("fastnst.train")
 
 
 def build(
