@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import random
 import time
 from pathlib import Path
 
@@ -174,13 +175,12 @@ def train_arms(args, arms, yard_specs, make_loss):
     from hydra import compose, initialize_config_dir
 
     from fastnst.data import find_images, val_transform
-    from fastnst.images import open_rgb, pil_to_float
+    from fastnst.images import read_image_uint8
     from fastnst.train import CONF_DIR, build
 
     crop = val_transform(args.size)
-    held_out = torch.stack(
-        [pil_to_float(crop(open_rgb(p))) for p in find_images(args.eval_root)[: args.eval_count]]
-    )
+    files = find_images(args.eval_root)[: args.eval_count]
+    held_out = torch.stack([crop(read_image_uint8(p), random.Random(0)) for p in files]) / 255
     yardsticks = {name: Yardstick(make_loss(o), held_out) for name, o in yard_specs}
     rows: list[dict] = []
     finals: dict[str, torch.Tensor] = {}
