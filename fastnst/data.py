@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 
-from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, read_image_uint8
+from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, read_image_uint8, uint8_to_float
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ImageFolder(Dataset):
         the random crop and flip are a function of it alone (not of the worker's RNG)."""
         index, seed = item if isinstance(item, tuple) else (item, None)
         # Without a seed (plain indexing) the draw comes from fresh OS entropy.
-        return _to_float(self.transform(self._read(index), random.Random(seed)))
+        return uint8_to_float(self.transform(self._read(index), random.Random(seed)))
 
     def _read(self, index: int) -> torch.Tensor:
         for offset in range(len(self.files)):
@@ -126,10 +126,6 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         end = len(self) * self.world_size  # every rank gets the same number of samples
         for i in range(start + self.rank, end, self.world_size):
             yield order[i], seeds[i]
-
-
-def _to_float(img: torch.Tensor) -> torch.Tensor:
-    return img.float().div_(255.0).contiguous()
 
 
 class Augment:

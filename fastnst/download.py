@@ -36,10 +36,6 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def sha256_of(path: Path) -> str:
-    return file_digest(path, "sha256")
-
-
 def download(
     url: str, dest: Path, digest: str, algorithm: str = "sha256", timeout: float = 30.0
 ) -> Path:

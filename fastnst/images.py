@@ -8,6 +8,8 @@ happens here and nowhere else.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,7 +25,14 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 # Errors that mean "this file is not a usable image" rather than a bug in fastnst.
-IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+# (RuntimeError: torchvision's libjpeg decoder on truncated or corrupt data.)
+IMAGE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    RuntimeError,
+    Image.DecompressionBombError,
+)
 
 # A truncated JPEG should fail loudly, not decode as a grey half-image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -55,6 +64,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn whatever a decoder raises for a bad file into one ImageReadError naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory, not an image") from None
+    except IMAGE_ERRORS as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ImageReadError(f"{path}: not a readable image ({reason})") from None
+
+
 def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Open an image file fully decoded as RGB.
 
@@ -67,20 +90,13 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
         ImageReadError: the file is missing, not an image, or truncated.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as img:
-            if draft_size is not None and img.format == "JPEG" and img.mode == "RGB":
-                w, h = img.size
-                scale = draft_size / min(w, h)
-                img.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
-            img.load()
-            return to_rgb(img)
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{path}: is a directory, not an image") from None
-    except IMAGE_ERRORS as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+    with _reading(path), Image.open(path) as img:
+        if draft_size is not None and img.format == "JPEG" and img.mode == "RGB":
+            w, h = img.size
+            scale = draft_size / min(w, h)
+            img.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
+        img.load()
+        return to_rgb(img)
 
 
 def read_image_uint8(path: str | Path, draft_size: int | None = None) -> torch.Tensor:
@@ -97,25 +113,22 @@ def read_image_uint8(path: str | Path, draft_size: int | None = None) -> torch.T
     """
     path = Path(path)
     if path.suffix.lower() in (".jpg", ".jpeg"):
-        try:
-            with Image.open(path) as img:  # reads the header only; checks the pixel limit
-                is_jpeg, shorter = img.format == "JPEG", min(img.size)
-        except FileNotFoundError:
-            raise ImageReadError(f"{path}: no such file") from None
-        except IMAGE_ERRORS as exc:
-            raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+        with _reading(path), Image.open(path) as img:  # the header only; checks the pixel limit
+            is_jpeg, shorter = img.format == "JPEG", min(img.size)
         if is_jpeg and (draft_size is None or shorter < 2 * draft_size):
-            try:
+            with _reading(path):  # libjpeg errors (truncated data) arrive as RuntimeError
                 return decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)
-            except RuntimeError as exc:
-                reason = str(exc).strip().splitlines()[-1]
-                raise ImageReadError(f"{path}: not a readable image ({reason})") from None
     return pil_to_tensor(open_rgb(path, draft_size))
+
+
+def uint8_to_float(img: torch.Tensor) -> torch.Tensor:
+    """uint8 CHW/NCHW tensor -> float in [0, 1], contiguous (the pixel contract)."""
+    return img.float().div_(255.0).contiguous()
 
 
 def pil_to_float(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float CHW tensor in [0, 1]."""
-    return pil_to_tensor(img).float().div_(255.0).contiguous()
+    return uint8_to_float(pil_to_tensor(img))
 
 
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:

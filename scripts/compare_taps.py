@@ -175,12 +175,14 @@ def train_arms(args, arms, yard_specs, make_loss):
     from hydra import compose, initialize_config_dir
 
     from fastnst.data import find_images, val_transform
-    from fastnst.images import read_image_uint8
+    from fastnst.images import read_image_uint8, uint8_to_float
     from fastnst.train import CONF_DIR, build
 
     crop = val_transform(args.size)
     files = find_images(args.eval_root)[: args.eval_count]
-    held_out = torch.stack([crop(read_image_uint8(p), random.Random(0)) for p in files]) / 255
+    held_out = uint8_to_float(
+        torch.stack([crop(read_image_uint8(p), random.Random(0)) for p in files])
+    )
     yardsticks = {name: Yardstick(make_loss(o), held_out) for name, o in yard_specs}
     rows: list[dict] = []
     finals: dict[str, torch.Tensor] = {}

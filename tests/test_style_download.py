@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from fastnst.download import DownloadError, cached_download, sha256_of
+from fastnst.download import DownloadError, cached_download, file_digest
 from fastnst.train import CONF_DIR
 
 from .conftest import STYLES
@@ -56,12 +56,12 @@ def test_each_style_config_checksum_matches_the_painting(config, server):
     assert style["url"].startswith("https://")
     # The same file as the URL names, served locally: the config's checksum must accept it.
     path = cached_download(f"{base}/{filename}", style["sha256"], f"styles/{style['name']}.jpg")
-    assert sha256_of(path) == style["sha256"]
+    assert file_digest(path) == style["sha256"]
 
 
 def test_fetched_once_then_served_from_cache(server, tmp_path):
     base, requests = server
-    digest = sha256_of(STYLES / "wave.jpg")
+    digest = file_digest(STYLES / "wave.jpg")
     first = cached_download(f"{base}/wave.jpg", digest, "styles/wave.jpg")
     second = cached_download(f"{base}/wave.jpg", digest, "styles/wave.jpg")
     assert first == second == tmp_path / "cache" / "styles" / "wave.jpg"
