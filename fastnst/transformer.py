@@ -65,10 +65,9 @@ class TransformerNet(nn.Module):
         num_residual_blocks: residual blocks at 1/4 resolution; the paper uses 5.
     """
 
-    # Spatial size must be a multiple of this for the two stride-2 stages to invert exactly.
-    size_multiple = 4
     # Below this the reflection padding of the 1/4-resolution stage has nothing to reflect.
     min_size = 8
+    __constants__ = ["min_size"]  # lets torch.jit.script read it
 
     def __init__(self, base_channels: int = 32, num_residual_blocks: int = 5) -> None:
         super().__init__()
@@ -88,19 +87,16 @@ class TransformerNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        pad_h = _padding(h, self.size_multiple, self.min_size)
-        pad_w = _padding(w, self.size_multiple, self.min_size)
-        if pad_h or pad_w:
-            # Reflect where the image is big enough to reflect; replicate tiny ones.
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        h, w = x.shape[-2], x.shape[-1]
+        if h < self.min_size or w < self.min_size:
+            # Tiny images: replicate up to the minimum, cropped off again below.
+            pad = [0, max(self.min_size - w, 0), 0, max(self.min_size - h, 0)]
+            x = F.pad(x, pad, mode="replicate")
+        # Any other size goes straight in: a stride-2 conv of an odd size rounds up, the 2x
+        # upsampling then overshoots by at most 3 pixels, and the crop restores the input size.
+        # No shape arithmetic precedes the network, so exported graphs (ONNX, TorchScript)
+        # keep height and width dynamic.
         y = self.decoder(self.residuals(self.encoder(x)))
         # A sigmoid keeps the output inside the pixel contract's [0, 1] without clipping
         # gradients away (a clamp would zero them for out-of-range pixels).
-        return torch.sigmoid(y[..., :h, :w])
-
-
-def _padding(size: int, multiple: int, minimum: int) -> int:
-    target = max(-(-size // multiple) * multiple, minimum)
-    return target - size
+        return torch.sigmoid(y[:, :, :h, :w])

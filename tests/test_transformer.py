@@ -23,8 +23,8 @@ def test_output_has_input_size(net, size):
 
 
 def test_crop_keeps_the_top_left_aligned(net):
-    # Padding only goes right/bottom, so the output for a cropped input matches the
-    # corresponding region of a multiple-of-4 input far from the padded border.
+    # Odd sizes round up at the stride-2 stages and are cropped at the right/bottom, so the
+    # output for a cropped input matches the corresponding region of a larger input.
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         full = net(x)
