@@ -7,12 +7,14 @@ happens here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 with warnings.catch_warnings():
@@ -152,16 +154,84 @@ def resize_long_side(img: Image.Image, size: int) -> Image.Image:
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
-def save_image(tensor: torch.Tensor, path: str | Path, quality: int = 95) -> None:
-    """Write a CHW (or 1xCHW) float tensor in [0, 1] to a file; format from the extension."""
+def load_image_with_alpha(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Read an image as RGB float CHW plus its alpha channel (1HW float), or None without one.
+
+    The RGB part is what :func:`to_rgb` makes of the file (transparent pixels over white), so a
+    network sees the same picture as through :func:`load_image`; the alpha goes back on after.
+    """
+    path = Path(path)
+    with _reading(path), Image.open(path) as img:
+        img.load()
+        alpha = None
+        if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            img.mode == "P" and "transparency" in img.info
+        ):
+            alpha = pil_to_float(img.convert("RGBA").getchannel("A"))
+        return pil_to_float(to_rgb(img)), alpha
+
+
+def resize_tensor_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a float CHW/NCHW tensor so its longer side is ``size`` (bicubic, antialiased)."""
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    if scale == 1.0:
+        return image
+    batch = image if image.dim() == 4 else image.unsqueeze(0)
+    out = F.interpolate(
+        batch,
+        size=(max(1, round(h * scale)), max(1, round(w * scale))),
+        mode="bicubic",
+        antialias=True,
+        align_corners=False,
+    ).clamp_(0, 1)
+    return out if image.dim() == 4 else out[0]
+
+
+# Formats that can carry an alpha channel.
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+
+
+def image_format(path: str | Path) -> str:
+    """Pillow's format name for a file name's extension; ValueError for an unknown one."""
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"cannot write images with extension {suffix!r}; use .png or .jpg")
+    return fmt
+
+
+def save_image(
+    tensor: torch.Tensor,
+    path: str | Path,
+    quality: int = 95,
+    alpha: torch.Tensor | None = None,
+) -> None:
+    """Write a CHW (or 1xCHW) float tensor in [0, 1] to a file; format from the extension.
+
+    The file appears complete or not at all (written beside, then renamed), so an interrupted
+    run never leaves a half-written image that looks finished.
+
+    Args:
+        tensor: the RGB image.
+        path: where; ``.jpg``/``.jpeg`` (``quality`` applies), ``.png``, ``.webp``, ``.tif``...
+        quality: JPEG/WebP quality, 1-100.
+        alpha: optional 1HW/HW float alpha, written where the format can hold it.
+    """
     if tensor.dim() == 4:
         if tensor.shape[0] != 1:
             raise ValueError(f"save_image takes one image, got a batch of {tensor.shape[0]}")
         tensor = tensor[0]
-    img = to_pil_image(tensor.detach().float().clamp(0, 1).cpu())
     path = Path(path)
+    fmt = image_format(path)
+    img = to_pil_image(tensor.detach().float().clamp(0, 1).cpu())
+    if alpha is not None and fmt in ALPHA_FORMATS:
+        img.putalpha(to_pil_image(alpha.detach().float().clamp(0, 1).cpu().reshape(img.size[::-1])))
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        img.save(path, quality=quality)
-    else:
-        img.save(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        img.save(partial, format=fmt, **options)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -73,6 +73,7 @@ class TransformerNet(nn.Module):
         super().__init__()
         if base_channels < 1 or num_residual_blocks < 0:
             raise ValueError("base_channels must be >= 1 and num_residual_blocks >= 0")
+        self.base_channels = base_channels  # read by fastnst.inference's memory estimate
         c = base_channels
         self.encoder = nn.Sequential(
             ConvNormAct(3, c, 9),

@@ -1,0 +1,335 @@
+"""Applying a trained network to images of any size: tiles, colour, strength.
+
+Everything here takes and returns the pixel contract (float RGB in [0, 1], NCHW, on the CPU)
+and imports neither Lightning nor Hydra, like the ``fastnst-stylize`` script that uses it.
+
+Tiling and instance norm. Every instance-norm layer of the network normalises with the mean
+and variance of its whole input. Cut a large image into tiles and each tile gets its own
+statistics: a dark tile is brightened, a flat one gains contrast, and the seams show. Here the
+statistics come from one pass over the whole image first (scaled down only as far as the
+memory budget demands, the "thumbnail instance normalisation" of Chen et al. 2022, URST); the
+tiles then run with those statistics fixed. When the whole image fits the budget the tiled
+result equals the untiled one up to the seams' blending (``tests/test_inference.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastnst.transformer import TransformerNet
+
+# Peak working memory of an untiled forward, in bytes per pixel per base channel, measured on
+# the CPU under inference_mode (scripts/benchmark.py, inference section: a 2048x2048 fp32
+# stylize of the 32-channel network adds ~3.99 GB = 950 B/pixel) and rounded up.
+BYTES_PER_PIXEL_PER_CHANNEL = 32
+# Tile sides are multiples of this so the stride-2 stages of a tile sample the same grid as
+# the whole image would.
+TILE_ALIGN = 4
+# Extra context computed around each tile and thrown away: the network's reach from a pixel is
+# about 55 px (two 9x9 convs, ten 3x3 convs at 1/4 resolution), so errors from the tile's own
+# border padding fade out before the kept part.
+TILE_CONTEXT = 32
+# Width of the smooth cross-fade between neighbouring tiles.
+TILE_BLEND = 32
+
+
+def parse_memory(text: str) -> int:
+    """'2GB', '512MB', '1.5G', '800000000' -> bytes."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    s = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = s[-1:] if s[-1:] in units else ""
+    try:
+        value = float(s[: len(s) - len(unit)] if unit else s)
+    except ValueError:
+        raise ValueError(f"not a memory size: {text!r} (examples: 2GB, 512MB)") from None
+    if value <= 0:
+        raise ValueError(f"memory size must be positive: {text!r}")
+    return int(value * units[unit])
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a stylize may use by default: half the free RAM, or 80% of the free GPU memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.8)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):  # not Linux
+        return 4 * 2**30
+
+
+def forward_memory(net: nn.Module, height: int, width: int) -> int:
+    """Estimated peak bytes of one untiled forward of ``net`` on a height x width image."""
+    channels = net.base_channels if isinstance(net, TransformerNet) else 32
+    return height * width * channels * BYTES_PER_PIXEL_PER_CHANNEL
+
+
+def tile_for_budget(net: nn.Module, budget: int) -> int:
+    """The largest tile side (multiple of TILE_ALIGN) whose forward, context included, fits."""
+    side = math.isqrt(budget // forward_memory(net, 1, 1)) - 2 * TILE_CONTEXT
+    return max(TILE_ALIGN * 16, side // TILE_ALIGN * TILE_ALIGN)
+
+
+# --- colour and strength -------------------------------------------------------------------
+
+# BT.601 full-range RGB <-> YCbCr (the JPEG convention). Rows: Y, Cb, Cr.
+_RGB_TO_YCC = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
+
+
+def _color_transform(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", matrix.to(image), image)
+
+
+def preserve_color(content: torch.Tensor, stylized: torch.Tensor) -> torch.Tensor:
+    """Luminance-only transfer (Gatys et al. 2016, "Preserving colour in neural artistic style
+    transfer"): the stylized image's luma (Y) with the content image's chroma (Cb, Cr)."""
+    ycc_content = _color_transform(content, _RGB_TO_YCC)
+    ycc_stylized = _color_transform(stylized, _RGB_TO_YCC)
+    mixed = torch.cat([ycc_stylized[:, :1], ycc_content[:, 1:]], dim=1)
+    return _color_transform(mixed, torch.linalg.inv(_RGB_TO_YCC)).clamp_(0, 1)
+
+
+def blend(content: torch.Tensor, stylized: torch.Tensor, strength: float) -> torch.Tensor:
+    """Linear blend in RGB: 0 gives the content image, 1 the stylized one."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be within 0..1, got {strength}")
+    if strength == 1.0:
+        return stylized
+    return torch.lerp(content, stylized, strength)
+
+
+# --- tiling --------------------------------------------------------------------------------
+
+
+def _norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
+    return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+
+
+@torch.inference_mode()
+def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per-channel (mean, variance) at the input of every instance norm, for a 1xCxHxW image."""
+    if image.shape[0] != 1:
+        raise ValueError("norm_statistics takes one image")
+    stats: list[tuple[torch.Tensor, ...]] = []
+
+    def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].float()
+        stats.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
+
+    handles = [m.register_forward_pre_hook(record) for m in _norm_layers(net)]
+    try:
+        net(image)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+@contextmanager
+def fixed_norm_statistics(net: nn.Module, stats: list[tuple[torch.Tensor, ...]]) -> Iterator[None]:
+    """Within the block, every instance norm of ``net`` uses the given statistics."""
+    layers = _norm_layers(net)
+    if len(layers) != len(stats):
+        raise ValueError(f"{len(stats)} statistics for {len(layers)} instance-norm layers")
+
+    def fixed(layer: nn.InstanceNorm2d, mean: torch.Tensor, var: torch.Tensor) -> Callable:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return F.batch_norm(
+                x.float(),
+                mean.to(x.device),
+                var.to(x.device),
+                layer.weight,
+                layer.bias,
+                training=False,
+                eps=layer.eps,
+            ).to(x.dtype)
+
+        return forward
+
+    for layer, (mean, var) in zip(layers, stats, strict=True):
+        layer.forward = fixed(layer, mean, var)  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+def _spans(size: int, tile: int) -> list[tuple[int, int]]:
+    """Kept spans [start, end) along one axis: aligned starts, neighbours overlap by TILE_BLEND."""
+    if size <= tile:
+        return [(0, size)]
+    step = max(TILE_ALIGN, (tile - TILE_BLEND) // TILE_ALIGN * TILE_ALIGN)
+    spans, start = [], 0
+    while start + tile < size:
+        spans.append((start, start + tile))
+        start += step
+    spans.append((start, size))
+    return spans
+
+
+def _ramp(length: int, start: int, end: int, size: int) -> torch.Tensor:
+    """1-D weights of a kept span: raised-cosine ramps over TILE_BLEND at inner edges."""
+    w = torch.ones(length)
+    fade = min(TILE_BLEND, length // 2)
+    if fade:
+        up = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(fade) + 0.5) / fade)
+        if start > 0:
+            w[:fade] = up
+        if end < size:
+            w[-fade:] = torch.minimum(w[-fade:], up.flip(0))
+    return w
+
+
+def stylize_tiled(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    net: nn.Module,
+    image: torch.Tensor,
+    tile: int,
+    stats: list[tuple[torch.Tensor, ...]],
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Stylize a 1x3xHxW CPU image tile by tile with fixed instance-norm statistics.
+
+    Each tile is computed with TILE_CONTEXT extra pixels on every inner side (thrown away) and
+    cross-faded with its neighbours over TILE_BLEND pixels. Only one tile is on ``device`` at a
+    time; the result is assembled on the CPU.
+    """
+    _, _, height, width = image.shape
+    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
+    out = torch.zeros(1, 3, height, width)
+    weight = torch.zeros(1, 1, height, width)
+    rows, cols = _spans(height, tile), _spans(width, tile)
+    with fixed_norm_statistics(net, stats):
+        for y0, y1 in rows:
+            wy = _ramp(y1 - y0, y0, y1, height)
+            for x0, x1 in cols:
+                wx = _ramp(x1 - x0, x0, x1, width)
+                # Context rounded to the alignment so the tile's grid matches the image's.
+                cy0, cx0 = max(0, y0 - TILE_CONTEXT), max(0, x0 - TILE_CONTEXT)
+                cy1, cx1 = min(height, y1 + TILE_CONTEXT), min(width, x1 + TILE_CONTEXT)
+                piece = image[:, :, cy0:cy1, cx0:cx1].to(device)
+                result = forward(piece).float().cpu()
+                kept = result[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+                w = (wy[:, None] * wx[None, :])[None, None]
+                out[:, :, y0:y1, x0:x1] += kept * w
+                weight[:, :, y0:y1, x0:x1] += w
+                if progress is not None:
+                    progress(1)
+    return out.div_(weight)
+
+
+def count_tiles(height: int, width: int, tile: int) -> int:
+    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
+    return len(_spans(height, tile)) * len(_spans(width, tile))
+
+
+# --- the whole step ------------------------------------------------------------------------
+
+
+@dataclass
+class Stylizer:
+    """A loaded network plus how to apply it.
+
+    Args:
+        net: the network (TransformerNet; or any callable image -> image, then without tiling).
+        device: where the network runs.
+        dtype: autocast dtype (bf16/fp16) or None for fp32.
+        compile: torch.compile the untiled forward.
+        tile: tile side in pixels, or None: tile only when an image exceeds ``max_memory``.
+        max_memory: bytes an untiled forward may use; None: see :func:`available_memory`.
+        preserve_color: keep the content image's colours (luminance-only transfer).
+        strength: 0..1 blend of content and stylized image.
+    """
+
+    net: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype | None = None
+    compile: bool = False
+    tile: int | None = None
+    max_memory: int | None = None
+    preserve_color: bool = False
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        blend(torch.zeros(1), torch.zeros(1), self.strength)  # validates the range
+        self.can_tile = isinstance(self.net, TransformerNet)
+        if self.tile is not None and not self.can_tile:
+            raise ValueError("tiling needs a .ckpt network (it changes its instance norms)")
+        self._forward = torch.compile(self.net) if self.compile else self.net
+        if self.max_memory is None:
+            self.max_memory = available_memory(self.device)
+
+    def plan_tile(self, height: int, width: int) -> int | None:
+        """The tile side for an image of this size, or None to run it whole."""
+        if not self.can_tile:
+            return None
+        if self.tile is not None:
+            return self.tile if max(height, width) > self.tile else None
+        assert self.max_memory is not None
+        if forward_memory(self.net, height, width) <= self.max_memory:
+            return None
+        return tile_for_budget(self.net, self.max_memory)
+
+    def _run(self, forward: Callable, batch: torch.Tensor) -> torch.Tensor:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.type,
+                dtype=self.dtype or torch.float32,
+                enabled=self.dtype is not None,
+            ),
+        ):
+            return forward(batch)
+
+    def _stylize_one_tiled(
+        self, image: torch.Tensor, tile: int, progress: Callable[[int], None] | None
+    ) -> torch.Tensor:
+        assert isinstance(self.net, TransformerNet) and self.max_memory is not None
+        height, width = image.shape[-2:]
+        thumb = image
+        if forward_memory(self.net, height, width) > self.max_memory:
+            # The statistics pass must fit too: the largest downscale of the image that does.
+            pixels = self.max_memory // forward_memory(self.net, 1, 1)
+            scale = math.sqrt(pixels / (height * width))
+            size = (max(1, int(height * scale)), max(1, int(width * scale)))
+            thumb = F.interpolate(image, size=size, mode="area")
+        with torch.autocast(
+            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        ):
+            stats = norm_statistics(self.net, thumb.to(self.device))
+        with torch.inference_mode():
+            return stylize_tiled(
+                lambda x: self._run(self.net, x),
+                self.net,
+                image,
+                tile,
+                stats,
+                self.device,
+                progress,
+            )
+
+    def __call__(
+        self, batch: torch.Tensor, progress: Callable[[int], None] | None = None
+    ) -> torch.Tensor:
+        """Stylize an NCHW CPU batch of same-size images; returns NCHW float on the CPU."""
+        height, width = batch.shape[-2:]
+        tile = self.plan_tile(height, width)
+        if tile is None:
+            out = self._run(self._forward, batch.to(self.device)).float().cpu()
+        else:
+            out = torch.cat([self._stylize_one_tiled(img[None], tile, progress) for img in batch])
+        if self.preserve_color:
+            out = preserve_color(batch, out)
+        return blend(batch, out, self.strength)
