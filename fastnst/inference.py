@@ -266,7 +266,9 @@ class Stylizer:
         blend(torch.zeros(1), torch.zeros(1), self.strength)  # validates the range
         self.can_tile = isinstance(self.net, TransformerNet)
         if self.tile is not None and not self.can_tile:
-            raise ValueError("tiling needs a .ckpt network (it changes its instance norms)")
+            raise ValueError("--tile needs a .ckpt network (tiles change its instance norms)")
+        if self.compile and not isinstance(self.net, nn.Module):
+            raise ValueError("--compile needs a .ckpt network")
         self._forward = torch.compile(self.net) if self.compile else self.net
         if self.max_memory is None:
             self.max_memory = available_memory(self.device)

@@ -1,26 +1,46 @@
-"""``fastnst-stylize CKPT IMG [IMG ...] [-o OUT]``: apply a trained style network.
+"""``fastnst-stylize CKPT INPUT... [options]``: apply a trained style network.
 
-Imports neither Lightning nor Hydra: the checkpoint alone rebuilds the network.
+Inputs are image files, folders (searched recursively) or glob patterns, and videos. Imports
+neither Lightning nor Hydra: the checkpoint alone rebuilds the network. Every problem with one
+input is one line on stderr; the other inputs are still done; the exit status is 1 if any
+failed, 2 for a bad command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
-from fastnst.images import ImageReadError, load_image, save_image
+from fastnst.images import (
+    ALPHA_FORMATS,
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    image_format,
+    load_image_with_alpha,
+    resize_tensor_long_side,
+    save_image,
+)
+from fastnst.inference import Stylizer, count_tiles, parse_memory
 from fastnst.transformer import TransformerNet
 
 # Kept equal to fastnst.module.CHECKPOINT_KIND (a test checks), without importing Lightning.
 CHECKPOINT_KIND = "fastnst.TransformerNet"
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 
 class CheckpointError(Exception):
     """The file is not a fastnst checkpoint."""
+
+
+class InputError(Exception):
+    """One input cannot be done; the message names it."""
 
 
 def load_network(
@@ -53,107 +73,381 @@ def load_network(
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise CheckpointError("--device cuda: no CUDA device is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise CheckpointError("--device mps: no Apple GPU (MPS) is available")
     return torch.device(name)
 
 
-def output_paths(inputs: list[Path], out: Path | None, style: str) -> list[Path]:
-    """Where each stylized image goes.
+def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for --precision on this device; CheckpointError where unsupported."""
+    if precision == "fp32":
+        return None
+    if precision == "fp16" and device.type not in ("cuda", "mps"):
+        raise CheckpointError("--precision fp16 needs CUDA or MPS; use bf16 on the CPU")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise CheckpointError("--precision bf16: this GPU has no bfloat16; use fp16")
+    if precision == "bf16" and device.type == "mps":
+        raise CheckpointError("--precision bf16 is not supported on MPS; use fp16")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
-    One input: ``-o`` is the output file. Several: ``-o`` is a folder. Without ``-o``: next to
-    the current directory as ``<stem>_<style><ext>``.
+
+# --- which files, and where their results go -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+    """Files, folders and glob patterns -> [(file, folder it was found under or None)], errors.
+
+    Folders are searched recursively for image files; patterns may use ``**``.
     """
-    if out is not None and len(inputs) == 1 and not out.is_dir():
-        return [out]
-    folder = out if out is not None else Path.cwd()
-    return [folder / f"{p.stem}_{style}{p.suffix or '.png'}" for p in inputs]
+    found: list[tuple[Path, Path | None]] = []
+    errors: list[str] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+            )
+            if not files:
+                errors.append(
+                    f"{path}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})"
+                )
+            found += [(p, path) for p in files]
+        elif path.exists() or not glob.has_magic(text):
+            found.append((path, None))  # a missing file is reported when it is read
+        else:
+            files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not files:
+                errors.append(f"{text}: matches no files")
+            found += [(p, None) for p in files]
+    return found, errors
+
+
+def plan_outputs(
+    found: list[tuple[Path, Path | None]],
+    output: Path | None,
+    style: str,
+    ext: str | None,
+) -> tuple[list[Job], list[str]]:
+    """Where each result goes: ``-o`` is the file for a single input with an extension, else a
+    folder (default: the current one) that receives ``<stem>_<style><ext>``, keeping the
+    subfolders of an input folder."""
+    if output is not None and len(found) == 1 and output.suffix and not output.is_dir():
+        return [Job(found[0][0], output)], []
+    if output is not None and output.is_file():
+        raise InputError(f"-o {output}: is a file; several inputs need a folder")
+    folder = output if output is not None else Path.cwd()
+    jobs, errors, taken = [], [], {}
+    for src, root in found:
+        sub = src.parent.relative_to(root) if root is not None else Path()
+        suffix = ext if ext is not None else src.suffix or ".png"
+        dst = folder / sub / f"{src.stem}_{style}{suffix}"
+        if dst in taken:
+            errors.append(f"{src}: would write {dst} as {taken[dst]} does; rename one of them")
+            continue
+        taken[dst] = src
+        jobs.append(Job(src, dst))
+    return jobs, errors
+
+
+def check_destination(job: Job, overwrite: bool) -> None:
+    if job.dst.exists() and not overwrite:
+        same = job.dst.resolve() == job.src.resolve()
+        what = "is the input" if same else "exists"
+        raise InputError(f"{job.dst}: {what}; pass --overwrite to replace it")
+
+
+# --- the command line -----------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="fastnst-stylize",
-        description="Stylize images with a network trained by python -m fastnst.train.",
+        description="Stylize images and videos with a network trained by python -m fastnst.train.",
     )
-    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by fastnst.train")
-    parser.add_argument("images", type=Path, nargs="+", help="image file(s) to stylize")
     parser.add_argument(
+        "checkpoint", type=Path, help="a .ckpt written by fastnst.train, or a .onnx export"
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image or video files, folders (searched recursively) or glob patterns",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
         "-o",
         "--output",
         type=Path,
         default=None,
-        help="output file (one input) or folder (several); default: <stem>_<style>.<ext> here",
+        help="output file (one input) or folder (several); default: <stem>_<style>.<ext> in "
+        "the current folder",
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="auto: CUDA when available, else CPU",
+    out.add_argument(
+        "--ext",
+        default=None,
+        help="output extension for many inputs, e.g. .png (default: the input's)",
     )
-    parser.add_argument(
+    out.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100 (95)")
+    out.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (default: refuse)"
+    )
+    out.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="quietly leave inputs whose output exists (to finish an interrupted batch)",
+    )
+    look = parser.add_argument_group("look")
+    look.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="scale so the long side is N px before stylizing: larger N, finer strokes "
+        "(default: native size)",
+    )
+    look.add_argument(
+        "--preserve-color",
+        action="store_true",
+        help="keep the input's colours: take only the luminance from the stylized image",
+    )
+    look.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="0..1: linear blend of input (0) and stylized image (1); default 1",
+    )
+    run = parser.add_argument_group("speed and memory")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    run.add_argument(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16", "fp16"],
-        help="bf16/fp16 run the network under autocast (fp16: CUDA only); about 2x faster, "
-        "output within a few 8-bit levels of fp32",
+        help="bf16/fp16 run under autocast (fp16: CUDA/MPS; bf16: CPU/CUDA); about 2x faster, "
+        "within a few 8-bit levels of fp32",
     )
-    parser.add_argument(
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="stylize up to N consecutive same-size images (or video frames) at once",
+    )
+    run.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the network first: pays off over many images of one size",
     )
-    return parser.parse_args(argv)
+    run.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="stylize images larger than N px in overlapping N px tiles (default: only when "
+        "an image would exceed --max-memory)",
+    )
+    run.add_argument(
+        "--max-memory",
+        default=None,
+        help="memory one forward pass may use, e.g. 2GB; larger images are tiled "
+        "(default: half the free RAM, or 80%% of the free GPU memory)",
+    )
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.strength <= 1.0:
+        parser.error(f"--strength must be within 0..1, got {args.strength}")
+    if args.size is not None and args.size < 8:
+        parser.error("--size must be at least 8")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    if not 1 <= args.quality <= 100:
+        parser.error("--quality must be within 1..100")
+    if args.tile is not None and args.tile < 64:
+        parser.error("--tile must be at least 64")
+    if args.ext is not None:
+        args.ext = args.ext if args.ext.startswith(".") else f".{args.ext}"
+        try:
+            image_format(f"x{args.ext}")
+        except ValueError as exc:
+            parser.error(f"--ext: {exc}")
+    if args.max_memory is not None:
+        try:
+            args.max_memory = parse_memory(args.max_memory)
+        except ValueError as exc:
+            parser.error(f"--max-memory: {exc}")
+    if args.overwrite and args.skip_existing:
+        parser.error("--overwrite and --skip-existing exclude each other")
+    return args
+
+
+class Run:
+    """Stylize planned jobs, reporting each failure in one line and carrying on."""
+
+    def __init__(self, stylizer: Stylizer, args: argparse.Namespace, bar: tqdm) -> None:
+        self.stylizer, self.args, self.bar = stylizer, args, bar
+        self.failed = self.written = self.skipped = 0
+        self.pending: list[tuple[Job, torch.Tensor, torch.Tensor | None]] = []
+
+    def say(self, message: str) -> None:
+        self.bar.write(message, file=sys.stdout)
+
+    def error(self, message: str) -> None:
+        self.failed += 1
+        self.bar.write(f"fastnst-stylize: error: {message}", file=sys.stderr)
+
+    def image(self, job: Job) -> None:
+        """Read one image into the pending batch; the batch runs when full or sizes change."""
+        image, alpha = load_image_with_alpha(job.src)
+        if self.args.size is not None:
+            image = resize_tensor_long_side(image, self.args.size)
+            alpha = None if alpha is None else resize_tensor_long_side(alpha, self.args.size)
+        if self.pending and self.pending[0][1].shape != image.shape:
+            self.flush()
+        self.pending.append((job, image, alpha))
+        if len(self.pending) >= self.args.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        batch = torch.stack([image for _, image, _ in pending])
+        height, width = batch.shape[-2:]
+        tile = self.stylizer.plan_tile(height, width)
+        tiles = None
+        if tile is not None:
+            total = count_tiles(height, width, tile) * len(pending)
+            tiles = tqdm(total=total, unit="tile", leave=False, desc=pending[0][0].src.name)
+        try:
+            out = self.stylizer(batch, progress=tiles.update if tiles else None)
+        except torch.OutOfMemoryError:
+            for job, _, _ in pending:
+                self.error(f"{job.src}: out of memory; pass a smaller --max-memory or --tile")
+            return
+        finally:
+            if tiles is not None:
+                tiles.close()
+        for (job, _, alpha), result in zip(pending, out, strict=True):
+            self.save(job, result, alpha)
+            self.bar.update(1)
+
+    def save(self, job: Job, result: torch.Tensor, alpha: torch.Tensor | None) -> None:
+        try:
+            save_image(result, job.dst, quality=self.args.quality, alpha=alpha)
+        except (ValueError, OSError) as exc:  # unknown extension, unwritable folder
+            self.error(f"cannot write {job.dst} ({exc})")
+            return
+        if alpha is not None and image_format(job.dst) not in ALPHA_FORMATS:
+            self.say(f"note: {job.dst}: {image_format(job.dst)} has no alpha; use .png to keep it")
+        self.written += 1
+        if self.bar.disable:
+            self.say(f"{job.src} -> {job.dst}")
+
+    def video(self, job: Job) -> None:
+        try:
+            from fastnst import video
+        except ImportError:
+            raise InputError(f"{job.src}: videos need PyAV: pip install 'fastnst[video]'") from None
+        report = video.stylize_video(
+            self.stylizer, job.src, job.dst, batch_size=self.args.batch_size, size=self.args.size
+        )
+        self.written += 1
+        self.bar.update(1)
+        self.say(f"{job.src} -> {job.dst}: {report}")
+
+    def do(self, job: Job) -> None:
+        try:
+            if self.args.skip_existing and job.dst.exists():
+                self.skipped += 1
+                self.bar.update(1)
+                return
+            check_destination(job, self.args.overwrite)
+            if job.src.suffix.lower() in VIDEO_EXTENSIONS:
+                self.flush()
+                self.video(job)
+            else:
+                self.image(job)
+        except (ImageReadError, InputError) as exc:
+            self.error(str(exc))
+            self.bar.update(1)
+
+
+def load_any(path: Path, device: torch.device) -> tuple[Any, str]:
+    """A .ckpt (TransformerNet) or an exported .onnx (through onnxruntime)."""
+    if path.suffix.lower() == ".onnx":
+        from fastnst.export import OnnxNetwork
+
+        onnx_net = OnnxNetwork(path, device)
+        return onnx_net, onnx_net.style
+    return load_network(path, device)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         device = pick_device(args.device)
+        dtype = check_precision(args.precision, device)
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
-    if args.precision == "fp16" and device.type != "cuda":
-        print(
-            "fastnst-stylize: error: --precision fp16 needs CUDA; use bf16 on the CPU",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        net, style = load_network(args.checkpoint, device)
+        net, style = load_any(args.checkpoint, device)
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 1
-    if device.type == "cuda":
+    if isinstance(net, TransformerNet) and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    forward = torch.compile(net) if args.compile else net
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
-    if args.output is not None and len(args.images) > 1:
-        args.output.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for src, dst in zip(args.images, output_paths(args.images, args.output, style), strict=True):
+    try:
+        stylizer = Stylizer(
+            net,
+            device=device,
+            dtype=dtype,
+            compile=args.compile,
+            tile=args.tile,
+            max_memory=args.max_memory,
+            preserve_color=args.preserve_color,
+            strength=args.strength,
+        )
+    except ValueError as exc:  # options the network cannot do (an ONNX file and --tile)
+        print(f"fastnst-stylize: error: {args.checkpoint}: {exc}", file=sys.stderr)
+        return 2
+    found, errors = expand_inputs(args.inputs)
+    try:
+        jobs, plan_errors = plan_outputs(found, args.output, style, args.ext)
+    except InputError as exc:
+        print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
+        return 2
+    errors += plan_errors
+    with tqdm(total=len(jobs), unit="file", disable=len(jobs) < 2, desc=style) as bar:
+        run = Run(stylizer, args, bar)
+        for message in errors:
+            run.error(message)
         try:
-            if dst.exists() and dst.resolve() == src.resolve():
-                raise ImageReadError(f"{src}: output would overwrite the input; pass -o")
-            image = load_image(src).unsqueeze(0).to(device)
-            with (
-                torch.inference_mode(),
-                torch.autocast(
-                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                ),
-            ):
-                stylized = forward(image).float()
-            save_image(stylized, dst)
-        except ImageReadError as exc:
-            print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        except (ValueError, OSError) as exc:  # Pillow: unknown extension, unwritable folder
-            print(f"fastnst-stylize: error: cannot write {dst} ({exc})", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{src} -> {dst}")
-    return 1 if failed else 0
+            for job in jobs:
+                run.do(job)
+            run.flush()
+        except KeyboardInterrupt:
+            bar.close()
+            print(
+                f"fastnst-stylize: interrupted after {run.written} file(s); "
+                "run again with --skip-existing to do the rest",
+                file=sys.stderr,
+            )
+            return 130
+    if len(jobs) > 1:
+        print(
+            f"{run.written} written, {run.skipped} skipped (exist), {run.failed} failed"
+            + (f"; outputs in {args.output or Path.cwd()}" if run.written else "")
+        )
+    return 1 if run.failed else 0
 
 
 if __name__ == "__main__":
