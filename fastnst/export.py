@@ -132,7 +132,9 @@ def verify(net: TransformerNet, path: Path, fmt: str) -> float:
     if fmt == "onnx":
         exported = OnnxNetwork(path)
     else:
-        exported = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+            exported = torch.jit.load(str(path), map_location="cpu")
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     for shape in VERIFY_SHAPES:
