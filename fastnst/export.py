@@ -29,6 +29,7 @@ from fastnst.transformer import TransformerNet
 # Exported graphs have no branch for images below the network's minimum size; OnnxNetwork
 # pads those itself, other runtimes must pass at least this.
 MIN_EXPORT_SIZE = TransformerNet.min_size
+ONNX_OPSET = 18
 # Sizes the export is verified on: odd, non-square, and a batch of two.
 VERIFY_SHAPES = ((1, 3, 67, 101), (2, 3, 96, 33), (1, 3, 257, 190))
 # fp32 kernels differ between runtimes; measured differences are ~1e-6.
@@ -57,6 +58,8 @@ def export_onnx(net: TransformerNet, path: Path, style: str) -> None:
             output_names=["stylized"],
             dynamic_shapes={"x": dims},
             dynamo=True,
+            # 18 is what most deployed runtimes (onnxruntime >= 1.14, TensorRT, OpenVINO) load.
+            opset_version=ONNX_OPSET,
             verbose=False,
         )
     model = program.model_proto
