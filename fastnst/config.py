@@ -109,6 +109,9 @@ def check_data(data: Mapping[str, Any]) -> None:
     if data.get("val_root"):
         val_root = Path(data["val_root"]).expanduser()
         _require(val_root.is_dir(), f"data.val_root: {val_root} is not a folder")
+    if data.get("cache_dir"):
+        cache = Path(str(data["cache_dir"])).expanduser()
+        _require(not cache.is_file(), f"data.cache_dir: {cache} is a file, not a folder")
 
 
 def check_device(accelerator: str | None, devices: Any, key: str) -> None:

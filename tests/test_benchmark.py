@@ -82,6 +82,7 @@ def test_quick_benchmark_runs_and_reports_every_section(tmp_path):
     assert train["lightning"]["median_s"] <= train["lightning"]["max_s"]
     assert 0 < report["training"]["flops"]["utilisation"] < 1.5
     assert report["data"]["naive"]["images_per_s"] > 0 and report["data"]["speedup"] > 0
+    assert report["data"]["cached"]["images_per_s"] > 0
     assert {"32/fp32", "64/fp32", "32/channels_last", "32/bf16"} <= set(report["inference"])
     assert all(r["peak_mb"] > 0 for r in report["inference"].values())
     assert report["optimize"]["32"]["steps_per_s"] > 0

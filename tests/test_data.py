@@ -189,3 +189,65 @@ def test_folder_without_images_fails_fast(tmp_path):
     dm = ContentDataModule(str(tmp_path), num_workers=0)
     with pytest.raises(DataNotFoundError, match="0 image"):
         dm.setup("fit")
+
+
+def _cached_module(root, cache_dir, **kw) -> ContentDataModule:
+    dm = ContentDataModule(
+        str(root),
+        image_size=64,
+        batch_size=4,
+        num_workers=0,
+        val_count=2,
+        cache_dir=cache_dir,
+        **kw,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_resized_cache_gives_the_same_samples_without_decoding(tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for f in COCO_FILES[:10]:
+        shutil.copy(f, photos / f.name)
+    (photos / "000000000000.jpg").write_bytes(COCO_FILES[0].read_bytes()[:500])
+    plain = _cached_module(photos, None, resize_size=80)
+    cached = _cached_module(photos, str(tmp_path / "cache"), resize_size=80)
+    assert cached.train_set.cache is not None and cached.train_set.cache.complete
+    for item in [(0, 11), (3, 12345), (7, 2**40)]:
+        assert torch.equal(plain.train_set[item], cached.train_set[item]), item
+
+    broken = plain.train_set.files.index(photos / "000000000000.jpg")
+    expected = plain.train_set[(broken, 5)]  # the next readable file, cropped with seed 5
+
+    # A second run reads the cache only: decoding anything now would fail the test.
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a photo although it is cached")
+
+    monkeypatch.setattr("fastnst.data.read_image_uint8", no_decoding)
+    again = ContentDataModule(
+        str(photos), image_size=64, num_workers=0, val_count=2, resize_size=80,
+        cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    again.prepare_data()
+    train_files = again._split_files()[0]
+    cache = again._cache(train_files)
+    assert cache.folder == cached.train_set.cache.folder
+    dataset = type(cached.train_set)(train_files, cached.train_set.transform, 80, cache)
+    assert torch.equal(dataset[(broken, 5)], expected)
+    assert dataset.num_skipped == 1
+
+
+def test_cache_key_follows_the_settings_and_the_files(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for f in COCO_FILES[:6]:
+        shutil.copy(f, photos / f.name)
+    a = _cached_module(photos, str(tmp_path / "cache"), resize_size=80).train_set.cache
+    b = _cached_module(photos, str(tmp_path / "cache"), resize_size=96).train_set.cache
+    shutil.copy(COCO_FILES[6], photos / "zz_new.jpg")  # changes the training list
+    c = _cached_module(photos, str(tmp_path / "cache"), resize_size=80).train_set.cache
+    assert len({a.folder, b.folder, c.folder}) == 3
+    assert all(x.complete for x in (a, b, c))
+    assert b.get(0).shape[1:].numel() > a.get(0).shape[1:].numel()
