@@ -30,6 +30,10 @@ from fastnst.transformer import TransformerNet
 # the CPU under inference_mode (scripts/benchmark.py, inference section: a 2048x2048 fp32
 # stylize of the 32-channel network adds ~3.99 GB = 950 B/pixel) and rounded up.
 BYTES_PER_PIXEL_PER_CHANNEL = 32
+# Full-size buffers of a tiled stylize besides the passes, in bytes per pixel: the float
+# input (12), the accumulated output (12) and its blend weights (4), and the copy made when
+# saving (12).
+IMAGE_BUFFER_BYTES_PER_PIXEL = 40
 # Tile sides are multiples of this so the stride-2 stages of a tile sample the same grid as
 # the whole image would.
 TILE_ALIGN = 4
@@ -248,7 +252,9 @@ class Stylizer:
         dtype: autocast dtype (bf16/fp16) or None for fp32.
         compile: torch.compile the untiled forward.
         tile: tile side in pixels, or None: tile only when an image exceeds ``max_memory``.
-        max_memory: bytes an untiled forward may use; None: see :func:`available_memory`.
+        max_memory: bytes for stylizing one image: an untiled forward pass, or the tiled
+            passes plus the full-size image buffers (Python and torch themselves, about
+            0.4 GB, come on top). None: see :func:`available_memory`.
         preserve_color: keep the content image's colours (luminance-only transfer).
         strength: 0..1 blend of content and stylized image.
     """
@@ -282,7 +288,12 @@ class Stylizer:
         assert self.max_memory is not None
         if forward_memory(self.net, height, width) <= self.max_memory:
             return None
-        return tile_for_budget(self.net, self.max_memory)
+        return tile_for_budget(self.net, self._pass_budget(height, width))
+
+    def _pass_budget(self, height: int, width: int) -> int:
+        """Bytes left for one forward pass after the full-size buffers of a tiled run."""
+        assert self.max_memory is not None
+        return max(0, self.max_memory - height * width * IMAGE_BUFFER_BYTES_PER_PIXEL)
 
     def _run(self, forward: Callable, batch: torch.Tensor) -> torch.Tensor:
         with (
@@ -301,9 +312,10 @@ class Stylizer:
         assert isinstance(self.net, TransformerNet) and self.max_memory is not None
         height, width = image.shape[-2:]
         thumb = image
-        if forward_memory(self.net, height, width) > self.max_memory:
+        budget = self._pass_budget(height, width)
+        if forward_memory(self.net, height, width) > budget:
             # The statistics pass must fit too: the largest downscale of the image that does.
-            pixels = self.max_memory // forward_memory(self.net, 1, 1)
+            pixels = max(budget // forward_memory(self.net, 1, 1), 64 * 64)
             scale = math.sqrt(pixels / (height * width))
             size = (max(1, int(height * scale)), max(1, int(width * scale)))
             thumb = F.interpolate(image, size=size, mode="area")

@@ -328,7 +328,7 @@ class Run:
             tiles = tqdm(total=total, unit="tile", leave=False, desc=pending[0][0].src.name)
         try:
             out = self.stylizer(batch, progress=tiles.update if tiles else None)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             for job, _, _ in pending:
                 self.error(f"{job.src}: out of memory; pass a smaller --max-memory or --tile")
             return
@@ -403,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 1
+    if not isinstance(net, TransformerNet) and dtype is not None:
+        print(
+            f"fastnst-stylize: error: {args.checkpoint}: --precision {args.precision} needs a "
+            ".ckpt network (an ONNX export runs in fp32)",
+            file=sys.stderr,
+        )
+        return 2
     if isinstance(net, TransformerNet) and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     try:

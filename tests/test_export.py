@@ -111,3 +111,20 @@ def test_export_errors_are_one_line(tmp_path):
     result = _export(bad, "--format", "torchscript", "-o", existing)
     assert result.returncode == 1 and "exists" in result.stderr
     assert existing.read_bytes() == b"keep"
+
+
+def test_onnx_without_onnxruntime_is_one_clear_line(onnx_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    with pytest.raises(stylize.CheckpointError, match=r"pip install 'fastnst\[onnx\]'"):
+        export.OnnxNetwork(onnx_file)
+
+
+def test_onnx_with_reduced_precision_is_a_usage_error(onnx_file, tmp_path):
+    result = subprocess.run(
+        [str(STYLIZE), str(onnx_file), str(PHOTO), "--precision", "bf16", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "needs a .ckpt" in result.stderr
