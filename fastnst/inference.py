@@ -3,27 +3,25 @@
 Everything here takes and returns the pixel contract (float RGB in [0, 1], NCHW, on the CPU)
 and imports neither Lightning nor Hydra, like the ``fastnst-stylize`` script that uses it.
 
-Tiling and instance norm. Every instance-norm layer of the network normalises with the mean
-and variance of its whole input. Cut a large image into tiles and each tile gets its own
-statistics: a dark tile is brightened, a flat one gains contrast, and the seams show. Here the
-statistics come from one pass over the whole image first (scaled down only as far as the
-memory budget demands, the "thumbnail instance normalisation" of Chen et al. 2022, URST); the
-tiles then run with those statistics fixed. When the whole image fits the budget the tiled
-result equals the untiled one up to the seams' blending (``tests/test_inference.py``).
+Large images are stylized in tiles: exactly, with every instance norm's statistics taken
+over the whole image layer by layer (:mod:`fastnst.tiling`), when its 1/4-resolution maps fit
+the memory budget; otherwise with statistics from one pass over a downscaled copy (the
+"thumbnail instance normalisation" of Chen et al. 2022, URST) and tiles cross-faded here.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastnst import tiling
 from fastnst.transformer import TransformerNet
 
 # Peak working memory of an untiled forward, in bytes per pixel per base channel, measured on
@@ -78,7 +76,7 @@ def forward_memory(net: nn.Module, height: int, width: int) -> int:
 
 def tile_for_budget(net: nn.Module, budget: int) -> int:
     """The largest tile side (multiple of TILE_ALIGN) whose forward, context included, fits."""
-    side = math.isqrt(budget // forward_memory(net, 1, 1)) - 2 * TILE_CONTEXT
+    side = math.isqrt(max(0, budget) // forward_memory(net, 1, 1)) - 2 * TILE_CONTEXT
     return max(TILE_ALIGN * 16, side // TILE_ALIGN * TILE_ALIGN)
 
 
@@ -139,34 +137,14 @@ def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Ten
     return stats
 
 
-@contextmanager
-def fixed_norm_statistics(net: nn.Module, stats: list[tuple[torch.Tensor, ...]]) -> Iterator[None]:
+def fixed_norm_statistics(
+    net: nn.Module, stats: list[tuple[torch.Tensor, ...]]
+) -> AbstractContextManager[None]:
     """Within the block, every instance norm of ``net`` uses the given statistics."""
     layers = _norm_layers(net)
     if len(layers) != len(stats):
         raise ValueError(f"{len(stats)} statistics for {len(layers)} instance-norm layers")
-
-    def fixed(layer: nn.InstanceNorm2d, mean: torch.Tensor, var: torch.Tensor) -> Callable:
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            return F.batch_norm(
-                x.float(),
-                mean.to(x.device),
-                var.to(x.device),
-                layer.weight,
-                layer.bias,
-                training=False,
-                eps=layer.eps,
-            ).to(x.dtype)
-
-        return forward
-
-    for layer, (mean, var) in zip(layers, stats, strict=True):
-        layer.forward = fixed(layer, mean, var)  # an instance attribute shadows the method
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.forward
+    return tiling.fixed({layer: (s[0], s[1]) for layer, s in zip(layers, stats, strict=True)})
 
 
 def _spans(size: int, tile: int) -> list[tuple[int, int]]:
@@ -242,6 +220,17 @@ def count_tiles(height: int, width: int, tile: int) -> int:
 # --- the whole step ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TilePlan:
+    """``exact``: whole-image statistics layer by layer (fastnst.tiling); ``thumbnail``:
+    statistics from a downscaled whole-image pass, tiles cross-faded. ``steps``: progress
+    calls per image (passes or tiles)."""
+
+    mode: str
+    tile: int
+    steps: int
+
+
 @dataclass
 class Stylizer:
     """A loaded network plus how to apply it.
@@ -279,56 +268,68 @@ class Stylizer:
         if self.max_memory is None:
             self.max_memory = available_memory(self.device)
 
+    def plan(self, height: int, width: int) -> TilePlan | None:
+        """How to tile an image of this size, or None to run it whole."""
+        if not isinstance(self.net, TransformerNet):
+            return None
+        assert self.max_memory is not None
+        if self.tile is not None:
+            if max(height, width) <= self.tile:
+                return None
+        elif forward_memory(self.net, height, width) <= self.max_memory:
+            return None
+        budget = self._pass_budget(height, width)
+        exact_budget = budget - tiling.exact_memory(self.net, height, width)
+        exact_tile = tile_for_budget(self.net, exact_budget)
+        if exact_budget > 0 and forward_memory(self.net, exact_tile, exact_tile) <= exact_budget:
+            tile = exact_tile if self.tile is None else min(self.tile, exact_tile)
+            return TilePlan("exact", tile, tiling.count_passes(self.net))
+        # Not even the 1/4-resolution maps fit: statistics from a thumbnail instead.
+        tile = tile_for_budget(self.net, budget)
+        tile = tile if self.tile is None else min(self.tile, tile)
+        return TilePlan("thumbnail", tile, count_tiles(height, width, tile))
+
     def plan_tile(self, height: int, width: int) -> int | None:
         """The tile side for an image of this size, or None to run it whole."""
-        if not self.can_tile:
-            return None
-        if self.tile is not None:
-            return self.tile if max(height, width) > self.tile else None
-        assert self.max_memory is not None
-        if forward_memory(self.net, height, width) <= self.max_memory:
-            return None
-        return tile_for_budget(self.net, self._pass_budget(height, width))
+        plan = self.plan(height, width)
+        return None if plan is None else plan.tile
 
     def _pass_budget(self, height: int, width: int) -> int:
-        """Bytes left for one forward pass after the full-size buffers of a tiled run."""
+        """Bytes left for the passes after the full-size buffers of a tiled run."""
         assert self.max_memory is not None
         return max(0, self.max_memory - height * width * IMAGE_BUFFER_BYTES_PER_PIXEL)
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
+        )
+
     def _run(self, forward: Callable, batch: torch.Tensor) -> torch.Tensor:
-        with (
-            torch.inference_mode(),
-            torch.autocast(
-                self.device.type,
-                dtype=self.dtype or torch.float32,
-                enabled=self.dtype is not None,
-            ),
-        ):
+        with torch.inference_mode(), self._autocast():
             return forward(batch)
 
     def _stylize_one_tiled(
-        self, image: torch.Tensor, tile: int, progress: Callable[[int], None] | None
+        self, image: torch.Tensor, plan: TilePlan, progress: Callable[[int], None] | None
     ) -> torch.Tensor:
-        assert isinstance(self.net, TransformerNet) and self.max_memory is not None
+        assert isinstance(self.net, TransformerNet)
+        if plan.mode == "exact":
+            return tiling.stylize_exact(
+                self.net, image, plan.tile, self.device, self._autocast, progress
+            )
         height, width = image.shape[-2:]
-        thumb = image
-        budget = self._pass_budget(height, width)
-        if forward_memory(self.net, height, width) > budget:
-            # The statistics pass must fit too: the largest downscale of the image that does.
-            pixels = max(budget // forward_memory(self.net, 1, 1), 64 * 64)
-            scale = math.sqrt(pixels / (height * width))
-            size = (max(1, int(height * scale)), max(1, int(width * scale)))
-            thumb = F.interpolate(image, size=size, mode="area")
-        with torch.autocast(
-            self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None
-        ):
+        # The statistics pass must fit: the largest downscale of the image that does.
+        pixels = max(self._pass_budget(height, width) // forward_memory(self.net, 1, 1), 4096)
+        scale = min(1.0, math.sqrt(pixels / (height * width)))
+        size = (max(1, int(height * scale)), max(1, int(width * scale)))
+        thumb = F.interpolate(image, size=size, mode="area") if scale < 1 else image
+        with self._autocast():
             stats = norm_statistics(self.net, thumb.to(self.device))
         with torch.inference_mode():
             return stylize_tiled(
                 lambda x: self._run(self.net, x),
                 self.net,
                 image,
-                tile,
+                plan.tile,
                 stats,
                 self.device,
                 progress,
@@ -339,11 +340,11 @@ class Stylizer:
     ) -> torch.Tensor:
         """Stylize an NCHW CPU batch of same-size images; returns NCHW float on the CPU."""
         height, width = batch.shape[-2:]
-        tile = self.plan_tile(height, width)
-        if tile is None:
+        plan = self.plan(height, width)
+        if plan is None:
             out = self._run(self._forward, batch.to(self.device)).float().cpu()
         else:
-            out = torch.cat([self._stylize_one_tiled(img[None], tile, progress) for img in batch])
+            out = torch.cat([self._stylize_one_tiled(img[None], plan, progress) for img in batch])
         if self.preserve_color:
             out = preserve_color(batch, out)
         return blend(batch, out, self.strength)

@@ -27,7 +27,7 @@ from fastnst.images import (
     resize_tensor_long_side,
     save_image,
 )
-from fastnst.inference import Stylizer, count_tiles, parse_memory
+from fastnst.inference import Stylizer, parse_memory
 from fastnst.transformer import TransformerNet
 
 # Kept equal to fastnst.module.CHECKPOINT_KIND (a test checks), without importing Lightning.
@@ -321,11 +321,13 @@ class Run:
             return
         batch = torch.stack([image for _, image, _ in pending])
         height, width = batch.shape[-2:]
-        tile = self.stylizer.plan_tile(height, width)
+        plan = self.stylizer.plan(height, width)
         tiles = None
-        if tile is not None:
-            total = count_tiles(height, width, tile) * len(pending)
-            tiles = tqdm(total=total, unit="tile", leave=False, desc=pending[0][0].src.name)
+        if plan is not None:
+            unit = "pass" if plan.mode == "exact" else "tile"
+            tiles = tqdm(
+                total=plan.steps * len(pending), unit=unit, leave=False, desc=pending[0][0].src.name
+            )
         try:
             out = self.stylizer(batch, progress=tiles.update if tiles else None)
         except torch.cuda.OutOfMemoryError:
