@@ -188,6 +188,11 @@ def resize_tensor_long_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return out if image.dim() == 4 else out[0]
 
 
+def _to_uint8(tensor: torch.Tensor) -> torch.Tensor:
+    """Float [0, 1] -> uint8, rounded to the nearest level, with one float temporary."""
+    return tensor.detach().cpu().float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
+
+
 # Formats that can carry an alpha channel.
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 
@@ -224,9 +229,9 @@ def save_image(
         tensor = tensor[0]
     path = Path(path)
     fmt = image_format(path)
-    img = to_pil_image(tensor.detach().float().clamp(0, 1).cpu())
+    img = to_pil_image(_to_uint8(tensor))
     if alpha is not None and fmt in ALPHA_FORMATS:
-        img.putalpha(to_pil_image(alpha.detach().float().clamp(0, 1).cpu().reshape(img.size[::-1])))
+        img.putalpha(to_pil_image(_to_uint8(alpha.reshape(1, img.size[1], img.size[0]))))
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")

@@ -344,7 +344,8 @@ class Stylizer:
         if plan is None:
             out = self._run(self._forward, batch.to(self.device)).float().cpu()
         else:
-            out = torch.cat([self._stylize_one_tiled(img[None], plan, progress) for img in batch])
+            outs = [self._stylize_one_tiled(img[None], plan, progress) for img in batch]
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
         if self.preserve_color:
             out = preserve_color(batch, out)
         return blend(batch, out, self.strength)
