@@ -45,6 +45,15 @@ def compose_config(overrides: list[str] | None = None):
         return compose("config", overrides=base + list(overrides or []))
 
 
+@pytest.fixture(scope="module")
+def net():
+    """The default TransformerNet with seeded random weights."""
+    from fastnst.transformer import TransformerNet
+
+    torch.manual_seed(0)
+    return TransformerNet().eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint from two training steps of the small model at 32 px."""

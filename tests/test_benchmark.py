@@ -17,12 +17,6 @@ from .conftest import CONTENT, REPO, STARRY_NIGHT
 
 
 @pytest.fixture(scope="module")
-def net() -> TransformerNet:
-    torch.manual_seed(0)
-    return TransformerNet().eval()
-
-
-@pytest.fixture(scope="module")
 def photo() -> torch.Tensor:
     return load_image(CONTENT / "sailboat.jpg", 96).unsqueeze(0)
 

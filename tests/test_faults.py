@@ -130,6 +130,7 @@ BAD_OVERRIDES = [
     ("data.image_size=8", "data.image_size must be a number >= 16"),
     ("data.batch_size=0", "data.batch_size must be a number >= 1"),
     ("data.root=/nowhere/coco", "data.root: /nowhere/coco is not a folder"),
+    (f"data.cache_dir={STARRY_NIGHT}", "is a file, not a folder"),
     ("model.base_channels=0", "model.base_channels must be a number >= 1"),
     ("trainer.accelerator=gpu", "no CUDA device is available"),
     ("lr=0", "lr must be a number > 0"),

@@ -11,15 +11,8 @@ import torch.nn.functional as F
 from fastnst import inference, tiling
 from fastnst.images import load_image
 from fastnst.inference import Stylizer, blend, parse_memory, preserve_color
-from fastnst.transformer import TransformerNet
 
 from .conftest import CONTENT
-
-
-@pytest.fixture(scope="module")
-def net() -> TransformerNet:
-    torch.manual_seed(0)
-    return TransformerNet().eval()
 
 
 @pytest.fixture(scope="module")
