@@ -80,35 +80,34 @@ class ImageFolder(Dataset):
         index, seed = item if isinstance(item, tuple) else (item, None)
         # Without a seed (plain indexing) the draw comes from fresh OS entropy.
         rng = random.Random(seed)
-        if self.cache is not None:
-            return uint8_to_float(self.transform.crop_flip(self._read_cached(index), rng))
-        return uint8_to_float(self.transform(self._read(index), rng))
-
-    def _read_cached(self, index: int) -> torch.Tensor:
-        assert self.cache is not None
-        for offset in range(len(self.files)):
-            i = (index + offset) % len(self.files)
-            img = self.cache.get(i)
-            if img is not None:
-                return img
-            if not self.bad[i]:
-                self.bad[i] = True
-                log.warning("skipping unreadable image %s (seen when caching)", self.files[i])
-        raise DataNotFoundError("none of the image files could be read")
+        img = self._read(index)
+        if self.cache is not None:  # cached images are already resized
+            return uint8_to_float(self.transform.crop_flip(img, rng))
+        return uint8_to_float(self.transform(img, rng))
 
     def _read(self, index: int) -> torch.Tensor:
+        """File ``index`` as uint8, or the next readable one after it."""
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             if self.bad[i]:
                 continue
-            try:
-                img = read_image_uint8(self.files[i], draft_size=self.draft_size)
-            except ImageReadError as exc:
-                self.bad[i] = True
-                log.warning("skipping unreadable image %s", exc)
-                continue
-            return img
+            img = self._load(i)
+            if img is not None:
+                return img
+            self.bad[i] = True
         raise DataNotFoundError("none of the image files could be read")
+
+    def _load(self, i: int) -> torch.Tensor | None:
+        if self.cache is not None:
+            img = self.cache.get(i)
+            if img is None:
+                log.warning("skipping unreadable image %s (seen when caching)", self.files[i])
+            return img
+        try:
+            return read_image_uint8(self.files[i], draft_size=self.draft_size)
+        except ImageReadError as exc:
+            log.warning("skipping unreadable image %s", exc)
+            return None
 
 
 class ResizedCache:

@@ -3,10 +3,10 @@
 Everything here takes and returns the pixel contract (float RGB in [0, 1], NCHW, on the CPU)
 and imports neither Lightning nor Hydra, like the ``fastnst-stylize`` script that uses it.
 
-Large images are stylized in tiles: exactly, with every instance norm's statistics taken
-over the whole image layer by layer (:mod:`fastnst.tiling`), when its 1/4-resolution maps fit
-the memory budget; otherwise with statistics from one pass over a downscaled copy (the
-"thumbnail instance normalisation" of Chen et al. 2022, URST) and tiles cross-faded here.
+Large images are stylized in tiles (:mod:`fastnst.tiling`): exactly, with every instance
+norm's statistics taken over the whole image layer by layer, when the 1/4-resolution maps
+that needs fit the memory budget; otherwise with statistics from one pass over a downscaled
+copy and cross-faded tiles. :class:`Stylizer` chooses.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -32,15 +31,6 @@ BYTES_PER_PIXEL_PER_CHANNEL = 32
 # input (12), the accumulated output (12) and its blend weights (4), and the copy made when
 # saving (12).
 IMAGE_BUFFER_BYTES_PER_PIXEL = 40
-# Tile sides are multiples of this so the stride-2 stages of a tile sample the same grid as
-# the whole image would.
-TILE_ALIGN = 4
-# Extra context computed around each tile and thrown away: the network's reach from a pixel is
-# about 55 px (two 9x9 convs, ten 3x3 convs at 1/4 resolution), so errors from the tile's own
-# border padding fade out before the kept part.
-TILE_CONTEXT = 32
-# Width of the smooth cross-fade between neighbouring tiles.
-TILE_BLEND = 32
 
 
 def parse_memory(text: str) -> int:
@@ -76,8 +66,8 @@ def forward_memory(net: nn.Module, height: int, width: int) -> int:
 
 def tile_for_budget(net: nn.Module, budget: int) -> int:
     """The largest tile side (multiple of TILE_ALIGN) whose forward, context included, fits."""
-    side = math.isqrt(max(0, budget) // forward_memory(net, 1, 1)) - 2 * TILE_CONTEXT
-    return max(TILE_ALIGN * 16, side // TILE_ALIGN * TILE_ALIGN)
+    side = math.isqrt(max(0, budget) // forward_memory(net, 1, 1)) - 2 * tiling.TILE_CONTEXT
+    return max(tiling.TILE_ALIGN * 16, side // tiling.TILE_ALIGN * tiling.TILE_ALIGN)
 
 
 # --- colour and strength -------------------------------------------------------------------
@@ -108,113 +98,6 @@ def blend(content: torch.Tensor, stylized: torch.Tensor, strength: float) -> tor
     if strength == 1.0:
         return stylized
     return torch.lerp(content, stylized, strength)
-
-
-# --- tiling --------------------------------------------------------------------------------
-
-
-def _norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
-    return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
-
-
-@torch.inference_mode()
-def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-    """Per-channel (mean, variance) at the input of every instance norm, for a 1xCxHxW image."""
-    if image.shape[0] != 1:
-        raise ValueError("norm_statistics takes one image")
-    stats: list[tuple[torch.Tensor, ...]] = []
-
-    def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].float()
-        stats.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
-
-    handles = [m.register_forward_pre_hook(record) for m in _norm_layers(net)]
-    try:
-        net(image)
-    finally:
-        for h in handles:
-            h.remove()
-    return stats
-
-
-def fixed_norm_statistics(
-    net: nn.Module, stats: list[tuple[torch.Tensor, ...]]
-) -> AbstractContextManager[None]:
-    """Within the block, every instance norm of ``net`` uses the given statistics."""
-    layers = _norm_layers(net)
-    if len(layers) != len(stats):
-        raise ValueError(f"{len(stats)} statistics for {len(layers)} instance-norm layers")
-    return tiling.fixed({layer: (s[0], s[1]) for layer, s in zip(layers, stats, strict=True)})
-
-
-def _spans(size: int, tile: int) -> list[tuple[int, int]]:
-    """Kept spans [start, end) along one axis: aligned starts, neighbours overlap by TILE_BLEND."""
-    if size <= tile:
-        return [(0, size)]
-    step = max(TILE_ALIGN, (tile - TILE_BLEND) // TILE_ALIGN * TILE_ALIGN)
-    spans, start = [], 0
-    while start + tile < size:
-        spans.append((start, start + tile))
-        start += step
-    spans.append((start, size))
-    return spans
-
-
-def _ramp(length: int, start: int, end: int, size: int) -> torch.Tensor:
-    """1-D weights of a kept span: raised-cosine ramps over TILE_BLEND at inner edges."""
-    w = torch.ones(length)
-    fade = min(TILE_BLEND, length // 2)
-    if fade:
-        up = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(fade) + 0.5) / fade)
-        if start > 0:
-            w[:fade] = up
-        if end < size:
-            w[-fade:] = torch.minimum(w[-fade:], up.flip(0))
-    return w
-
-
-def stylize_tiled(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    net: nn.Module,
-    image: torch.Tensor,
-    tile: int,
-    stats: list[tuple[torch.Tensor, ...]],
-    device: torch.device,
-    progress: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """Stylize a 1x3xHxW CPU image tile by tile with fixed instance-norm statistics.
-
-    Each tile is computed with TILE_CONTEXT extra pixels on every inner side (thrown away) and
-    cross-faded with its neighbours over TILE_BLEND pixels. Only one tile is on ``device`` at a
-    time; the result is assembled on the CPU.
-    """
-    _, _, height, width = image.shape
-    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
-    out = torch.zeros(1, 3, height, width)
-    weight = torch.zeros(1, 1, height, width)
-    rows, cols = _spans(height, tile), _spans(width, tile)
-    with fixed_norm_statistics(net, stats):
-        for y0, y1 in rows:
-            wy = _ramp(y1 - y0, y0, y1, height)
-            for x0, x1 in cols:
-                wx = _ramp(x1 - x0, x0, x1, width)
-                # Context rounded to the alignment so the tile's grid matches the image's.
-                cy0, cx0 = max(0, y0 - TILE_CONTEXT), max(0, x0 - TILE_CONTEXT)
-                cy1, cx1 = min(height, y1 + TILE_CONTEXT), min(width, x1 + TILE_CONTEXT)
-                piece = image[:, :, cy0:cy1, cx0:cx1].to(device)
-                result = forward(piece).float().cpu()
-                kept = result[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-                w = (wy[:, None] * wx[None, :])[None, None]
-                out[:, :, y0:y1, x0:x1] += kept * w
-                weight[:, :, y0:y1, x0:x1] += w
-                if progress is not None:
-                    progress(1)
-    return out.div_(weight)
-
-
-def count_tiles(height: int, width: int, tile: int) -> int:
-    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
-    return len(_spans(height, tile)) * len(_spans(width, tile))
 
 
 # --- the whole step ------------------------------------------------------------------------
@@ -287,12 +170,7 @@ class Stylizer:
         # Not even the 1/4-resolution maps fit: statistics from a thumbnail instead.
         tile = tile_for_budget(self.net, budget)
         tile = tile if self.tile is None else min(self.tile, tile)
-        return TilePlan("thumbnail", tile, count_tiles(height, width, tile))
-
-    def plan_tile(self, height: int, width: int) -> int | None:
-        """The tile side for an image of this size, or None to run it whole."""
-        plan = self.plan(height, width)
-        return None if plan is None else plan.tile
+        return TilePlan("thumbnail", tile, tiling.count_tiles(height, width, tile))
 
     def _pass_budget(self, height: int, width: int) -> int:
         """Bytes left for the passes after the full-size buffers of a tiled run."""
@@ -323,9 +201,9 @@ class Stylizer:
         size = (max(1, int(height * scale)), max(1, int(width * scale)))
         thumb = F.interpolate(image, size=size, mode="area") if scale < 1 else image
         with self._autocast():
-            stats = norm_statistics(self.net, thumb.to(self.device))
+            stats = tiling.norm_statistics(self.net, thumb.to(self.device))
         with torch.inference_mode():
-            return stylize_tiled(
+            return tiling.stylize_tiled(
                 lambda x: self._run(self.net, x),
                 self.net,
                 image,

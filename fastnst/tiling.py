@@ -19,6 +19,10 @@ Cost: about 1.6 untiled forward passes of arithmetic (the encoder and decoder pr
 recomputed per norm; the residual stack, most of the work, runs once). Memory: three 1/4-res
 maps (``EXACT_BYTES_PER_PIXEL``) plus one tile's pass.
 
+When even those maps do not fit, :func:`stylize_tiled` (end of this module) approximates:
+statistics from one pass over a downscaled copy of the image (the "thumbnail instance
+normalisation" of Chen et al. 2022, URST), tiles with context thrown away and cross-faded.
+
 Each tile carries ``CONTEXT`` input pixels on every inner side, more than the reach of the
 layers it runs, so its own region is computed exactly as in the whole image; tile starts are
 multiples of 4 so the stride-2 convolutions sample the same grid.
@@ -256,3 +260,120 @@ def exact_memory(net: TransformerNet, height: int, width: int) -> int:
 def count_passes(net: TransformerNet) -> int:
     """How many times :func:`stylize_exact` calls ``progress``."""
     return 3 + 1 + len(net.residuals) + 2 + 1
+
+
+# --- approximate tiling: thumbnail statistics, cross-faded tiles ---------------------------
+
+# Tile sides are multiples of this so the stride-2 stages of a tile sample the same grid as
+# the whole image would.
+TILE_ALIGN = 4
+# Extra context computed around each tile and thrown away: the network's reach from a pixel is
+# about 55 px (two 9x9 convs, ten 3x3 convs at 1/4 resolution), so errors from the tile's own
+# border padding fade out before the kept part.
+TILE_CONTEXT = 32
+# Width of the smooth cross-fade between neighbouring tiles.
+TILE_BLEND = 32
+
+
+def _norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
+    return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+
+
+@torch.inference_mode()
+def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per-channel (mean, variance) at the input of every instance norm, for a 1xCxHxW image."""
+    if image.shape[0] != 1:
+        raise ValueError("norm_statistics takes one image")
+    stats: list[tuple[torch.Tensor, ...]] = []
+
+    def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].float()
+        stats.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
+
+    handles = [m.register_forward_pre_hook(record) for m in _norm_layers(net)]
+    try:
+        net(image)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+def fixed_norm_statistics(
+    net: nn.Module, stats: list[tuple[torch.Tensor, ...]]
+) -> AbstractContextManager[None]:
+    """Within the block, every instance norm of ``net`` uses the given statistics."""
+    layers = _norm_layers(net)
+    if len(layers) != len(stats):
+        raise ValueError(f"{len(stats)} statistics for {len(layers)} instance-norm layers")
+    return fixed({layer: (s[0], s[1]) for layer, s in zip(layers, stats, strict=True)})
+
+
+def _blend_spans(size: int, tile: int) -> list[tuple[int, int]]:
+    """Kept spans [start, end) along one axis: aligned starts, neighbours overlap by TILE_BLEND."""
+    if size <= tile:
+        return [(0, size)]
+    step = max(TILE_ALIGN, (tile - TILE_BLEND) // TILE_ALIGN * TILE_ALIGN)
+    spans, start = [], 0
+    while start + tile < size:
+        spans.append((start, start + tile))
+        start += step
+    spans.append((start, size))
+    return spans
+
+
+def _ramp(length: int, start: int, end: int, size: int) -> torch.Tensor:
+    """1-D weights of a kept span: raised-cosine ramps over TILE_BLEND at inner edges."""
+    w = torch.ones(length)
+    fade = min(TILE_BLEND, length // 2)
+    if fade:
+        up = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(fade) + 0.5) / fade)
+        if start > 0:
+            w[:fade] = up
+        if end < size:
+            w[-fade:] = torch.minimum(w[-fade:], up.flip(0))
+    return w
+
+
+def stylize_tiled(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    net: nn.Module,
+    image: torch.Tensor,
+    tile: int,
+    stats: list[tuple[torch.Tensor, ...]],
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Stylize a 1x3xHxW CPU image tile by tile with fixed instance-norm statistics.
+
+    Each tile is computed with TILE_CONTEXT extra pixels on every inner side (thrown away) and
+    cross-faded with its neighbours over TILE_BLEND pixels. Only one tile is on ``device`` at a
+    time; the result is assembled on the CPU.
+    """
+    _, _, height, width = image.shape
+    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
+    out = torch.zeros(1, 3, height, width)
+    weight = torch.zeros(1, 1, height, width)
+    rows, cols = _blend_spans(height, tile), _blend_spans(width, tile)
+    with fixed_norm_statistics(net, stats):
+        for y0, y1 in rows:
+            wy = _ramp(y1 - y0, y0, y1, height)
+            for x0, x1 in cols:
+                wx = _ramp(x1 - x0, x0, x1, width)
+                # Context rounded to the alignment so the tile's grid matches the image's.
+                cy0, cx0 = max(0, y0 - TILE_CONTEXT), max(0, x0 - TILE_CONTEXT)
+                cy1, cx1 = min(height, y1 + TILE_CONTEXT), min(width, x1 + TILE_CONTEXT)
+                piece = image[:, :, cy0:cy1, cx0:cx1].to(device)
+                result = forward(piece).float().cpu()
+                kept = result[:, :, y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+                w = (wy[:, None] * wx[None, :])[None, None]
+                out[:, :, y0:y1, x0:x1] += kept * w
+                weight[:, :, y0:y1, x0:x1] += w
+                if progress is not None:
+                    progress(1)
+    return out.div_(weight)
+
+
+def count_tiles(height: int, width: int, tile: int) -> int:
+    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
+    return len(_blend_spans(height, tile)) * len(_blend_spans(width, tile))

@@ -21,11 +21,11 @@ def photo() -> torch.Tensor:
 
 
 def test_fixed_statistics_of_the_same_image_reproduce_instance_norm(net, photo):
-    stats = inference.norm_statistics(net, photo)
+    stats = tiling.norm_statistics(net, photo)
     assert len(stats) == 15  # 3 encoder + 2 per residual block x 5 + 2 upsampling stages
     with torch.inference_mode():
         plain = net(photo)
-        with inference.fixed_norm_statistics(net, stats):
+        with tiling.fixed_norm_statistics(net, stats):
             fixed = net(photo)
         again = net(photo)  # the layers are restored afterwards
     assert (fixed - plain).abs().max() < 1e-4
@@ -51,9 +51,9 @@ BLEND_TOLERANCE = 3e-3
 
 
 def _blended(net, image, tile):
-    stats = inference.norm_statistics(net, image)
+    stats = tiling.norm_statistics(net, image)
     with torch.inference_mode():
-        return inference.stylize_tiled(net, net, image, tile, stats, torch.device("cpu"))
+        return tiling.stylize_tiled(net, net, image, tile, stats, torch.device("cpu"))
 
 
 def test_blended_tiles_with_whole_image_statistics_match(net, photo):
@@ -64,7 +64,7 @@ def test_blended_tiles_with_whole_image_statistics_match(net, photo):
 def test_per_tile_statistics_would_show_seams(net, photo, monkeypatch):
     # The same tiling with each tile normalising itself: the failure the fix exists for.
     whole = Stylizer(net)(photo)
-    monkeypatch.setattr(inference, "fixed_norm_statistics", lambda *a: contextlib.nullcontext())
+    monkeypatch.setattr(tiling, "fixed_norm_statistics", lambda *a: contextlib.nullcontext())
     naive = _blended(net, photo, 64)
     assert (naive - whole).abs().max() > 20 * BLEND_TOLERANCE
 
@@ -77,7 +77,7 @@ def test_memory_budget_chooses_the_tiling(net, photo):
     # A quarter of an untiled pass: tiles, with room for the exact method's maps.
     exact = Stylizer(net, max_memory=need // 4)
     plan = exact.plan(h, w)
-    assert plan.mode == "exact" and plan.tile % inference.TILE_ALIGN == 0
+    assert plan.mode == "exact" and plan.tile % tiling.TILE_ALIGN == 0
     side = plan.tile + 2 * tiling.CONTEXT
     assert inference.forward_memory(net, side, side) + tiling.exact_memory(net, h, w) <= need // 4
     assert (exact(photo) - whole).abs().max() < 1e-5

@@ -278,21 +278,22 @@ def test_tiled_output_matches_untiled(tiny_checkpoint, tmp_path):
     assert diff.max() <= 2 / 255 + 1e-6  # 8-bit rounding of two results ~1e-3 apart
 
 
-def test_memory_budget_tiles_automatically(tiny_checkpoint, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("budget", "mode"), [("60MB", "exact"), ("20MB", "thumbnail")])
+def test_memory_budget_tiles_automatically(tiny_checkpoint, tmp_path, monkeypatch, budget, mode):
     from fastnst import inference
 
-    tiles = []
-    original = inference.stylize_tiled
+    plans = []
+    original = inference.Stylizer._stylize_one_tiled
 
-    def spy(*args, **kwargs):
-        tiles.append(args[2].shape)
-        return original(*args, **kwargs)
+    def spy(self, image, plan, progress):
+        plans.append(plan.mode)
+        return original(self, image, plan, progress)
 
-    monkeypatch.setattr(inference, "stylize_tiled", spy)
+    monkeypatch.setattr(inference.Stylizer, "_stylize_one_tiled", spy)
     out = tmp_path / "budget.png"
     argv = [str(tiny_checkpoint), str(PHOTO), "-o", str(out), "--device", "cpu"]
-    assert stylize.main([*argv, "--max-memory", "20MB"]) == 0
-    assert len(tiles) == 1
+    assert stylize.main([*argv, "--max-memory", budget]) == 0
+    assert plans == [mode]
     assert Image.open(out).size == Image.open(PHOTO).size
 
 
