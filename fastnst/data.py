@@ -15,7 +15,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import v2
 from tqdm import tqdm
 
-from fastnst.images import IMAGE_EXTENSIONS, ImageReadError, read_image_uint8, uint8_to_float
+from fastnst.images import (
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    find_images,
+    read_image_uint8,
+    uint8_to_float,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +34,6 @@ COCO_HELP = (
 
 class DataNotFoundError(Exception):
     """The image folder is missing or holds no images; the message says what to do."""
-
-
-def find_images(root: str | Path) -> list[Path]:
-    """All image files under ``root`` (recursively, by extension), sorted for determinism."""
-    root = Path(root).expanduser()
-    return sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
 
 
 class ImageFolder(Dataset):

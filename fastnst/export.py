@@ -16,13 +16,13 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
 import torch
 
+from fastnst.images import written_atomically
 from fastnst.stylize import CheckpointError, load_network
 from fastnst.transformer import TransformerNet
 
@@ -66,7 +66,8 @@ def export_onnx(net: TransformerNet, path: Path, style: str) -> None:
     onnx.helper.set_model_props(
         model, {"fastnst.style": style, "fastnst.pixels": "float32 RGB NCHW in [0, 1]"}
     )
-    _atomic_write(path, model.SerializeToString())
+    with written_atomically(path) as partial:
+        partial.write_bytes(model.SerializeToString())
 
 
 def export_torchscript(net: TransformerNet, path: Path, style: str) -> None:
@@ -77,17 +78,8 @@ def export_torchscript(net: TransformerNet, path: Path, style: str) -> None:
         torch.jit.save(
             scripted, buffer, _extra_files={"fastnst.json": json.dumps({"style": style})}
         )
-    _atomic_write(path, buffer.getvalue())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with written_atomically(path) as partial:
+        partial.write_bytes(buffer.getvalue())
 
 
 class OnnxNetwork:

@@ -40,6 +40,28 @@ IMAGE_ERRORS = (
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+def find_images(root: str | Path) -> list[Path]:
+    """All image files under ``root`` (recursively, by extension), sorted for determinism."""
+    root = Path(root).expanduser()
+    return sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+@contextmanager
+def written_atomically(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same extension) to write; on success it is
+    renamed to ``path``, so a file appears complete or not at all; on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 class ImageReadError(Exception):
     """A file could not be read as an image; the message names the file."""
 
@@ -233,10 +255,5 @@ def save_image(
     if alpha is not None and fmt in ALPHA_FORMATS:
         img.putalpha(to_pil_image(_to_uint8(alpha.reshape(1, img.size[1], img.size[0]))))
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with written_atomically(path) as partial:
         img.save(partial, format=fmt, **options)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

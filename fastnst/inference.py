@@ -141,9 +141,9 @@ class Stylizer:
     strength: float = 1.0
 
     def __post_init__(self) -> None:
-        blend(torch.zeros(1), torch.zeros(1), self.strength)  # validates the range
-        self.can_tile = isinstance(self.net, TransformerNet)
-        if self.tile is not None and not self.can_tile:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be within 0..1, got {self.strength}")
+        if self.tile is not None and not isinstance(self.net, TransformerNet):
             raise ValueError("--tile needs a .ckpt network (tiles change its instance norms)")
         if self.compile and not isinstance(self.net, nn.Module):
             raise ValueError("--compile needs a .ckpt network")

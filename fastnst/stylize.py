@@ -22,6 +22,7 @@ from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
     ImageReadError,
+    find_images,
     image_format,
     load_image_with_alpha,
     resize_tensor_long_side,
@@ -115,9 +116,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path | None]], li
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-            )
+            files = find_images(path)
             if not files:
                 errors.append(
                     f"{path}: no image files in this folder ({', '.join(IMAGE_EXTENSIONS)})"

@@ -7,7 +7,6 @@ re-encoded. The result is written beside the target and renamed when complete.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fastnst.images import written_atomically
 from fastnst.inference import Stylizer
 
 # Encoder by container, first one this PyAV build has wins.
@@ -96,10 +96,8 @@ def stylize_video(
         container = av.open(str(src))
     except (av.error.FFmpegError, OSError) as exc:
         raise InputError(f"{src}: not a readable video ({exc})") from None
-    partial = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with container, av.open(str(partial), "w") as out:
+        with written_atomically(dst) as partial, container, av.open(str(partial), "w") as out:
             if not container.streams.video:
                 raise InputError(f"{src}: has no video stream")
             vin = container.streams.video[0]
@@ -161,13 +159,10 @@ def stylize_video(
             run_batch()
             out.mux(vout.encode(None))  # flush the encoder
             bar.close()
-        if done == 0:
-            raise InputError(f"{src}: no frames could be decoded")
-        os.replace(partial, dst)
+            if done == 0:
+                raise InputError(f"{src}: no frames could be decoded")
     except av.error.FFmpegError as exc:
         raise InputError(f"{src}: video error ({exc})") from None
-    finally:
-        partial.unlink(missing_ok=True)
     return VideoReport(
         frames=done,
         width=width,
