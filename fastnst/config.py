@@ -1,4 +1,4 @@
-"""Checks of a composed Hydra config, run before any heavy work (dataset scan, VGG19 build).
+"""Checks of a composed Hydra config, run before any heavy work (dataset scan, VGG build).
 
 Each problem is reported as one :class:`ConfigError` line naming the config key; the entry
 points turn it into exit status 2, the convention for command-line usage errors.
@@ -15,9 +15,9 @@ import torch
 from fastnst.data import COCO_HELP
 from fastnst.losses import STYLE_STATS
 from fastnst.transformer import TransformerNet
-from fastnst.vgg import LAYERS_BY_NAME, TAPS
+from fastnst.vgg import NETWORKS, TAPS, check_layer_names
 
-MIN_IMAGE_SIZE = 16  # below this VGG19's five pools leave nothing of the image
+MIN_IMAGE_SIZE = 16  # below this a VGG's five pools leave nothing of the image
 
 
 class ConfigError(ValueError):
@@ -53,14 +53,16 @@ def check_style(style: Mapping[str, Any]) -> None:
 
 
 def check_loss(loss: Mapping[str, Any]) -> None:
+    network = loss.get("network", "vgg19")
+    _require(
+        network in NETWORKS,
+        f"loss.network must be one of {tuple(NETWORKS)}, got {network!r}",
+    )
     for key in ("style_layers", "content_layers"):
-        names = list(loss.get(key) or [])
-        unknown = [n for n in names if n not in LAYERS_BY_NAME]
-        _require(
-            not unknown,
-            f"loss.{key}: unknown VGG19 layer(s) {unknown}; names are conv1_1 ... relu5_4, "
-            "pool1 ... pool5",
-        )
+        try:
+            check_layer_names(list(loss.get(key) or []), network)
+        except ValueError as exc:
+            raise ConfigError(f"loss.{key}: {exc}") from None
     _require(bool(loss.get("style_layers")), "loss.style_layers must name at least one layer")
     _require(bool(loss.get("content_layers")), "loss.content_layers must name at least one layer")
     weights = loss.get("style_layer_weights")
@@ -78,6 +80,10 @@ def check_loss(loss: Mapping[str, Any]) -> None:
     _number(loss, "content_weight", "loss", 0)
     _number(loss, "tv_weight", "loss", 0)
     _require(loss.get("tap") in TAPS, f"loss.tap must be one of {TAPS}, got {loss.get('tap')!r}")
+    _require(
+        isinstance(loss.get("normalize", True), bool),
+        f"loss.normalize must be true or false, got {loss.get('normalize')!r}",
+    )
     _require(
         loss.get("style_stat") in STYLE_STATS,
         f"loss.style_stat must be one of {tuple(STYLE_STATS)}, got {loss.get('style_stat')!r}",

@@ -1,8 +1,18 @@
-"""Perceptual loss: content, style and total-variation terms on a frozen VGG19.
+"""Perceptual loss: content, style and total-variation terms on a frozen VGG.
 
 Shared by the feed-forward trainer and the per-image optimisation. All arithmetic after the
 VGG features (Gram matrices, mean-squared errors) runs in fp32, even under autocast: a Gram
 matrix sums H*W products per entry and loses most of its precision in bf16/fp16.
+
+Scale. VGG activations differ in scale between networks and weight files by tens of times (the
+original Caffe VGGs took 0-255 pixels; torchvision's take normalised ones), and a Gram term
+grows with the 4th power of that scale, a content term with the 2nd. By default
+(``normalize=True``) each term is therefore relative to its target: every style layer's squared
+statistic difference is divided by the squared norm of the painting's statistic and the layers
+are averaged, and the content term is the squared feature difference divided by the squared
+norm of the photo's features. Both are invariant to the activation scale, so one style weight
+means the same on every network. ``normalize=False`` is the origin document's formulation
+(plain mean squared errors, summed over layers), whose weights depend on the network.
 """
 
 from __future__ import annotations
@@ -13,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.vgg import VGGFeatures, layer_for_tap
+from fastnst.vgg import VGGFeatures, check_network, layer_for_tap
 
 # The origin document's layers: style after "ReLU 1, 3, 5, 9, 13", content after "ReLU 10"
 # (counting convs), i.e. the first ReLU of every block for style and relu4_2 for content.
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+# Below this a target's energy is treated as zero (an all-black photo at a deep layer).
+_EPS = 1e-12
 
 
 def _fp32(x: torch.Tensor) -> torch.autocast:
@@ -52,6 +64,17 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
         return dh + dw
 
 
+def relative_sq_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``||x_i - target_i||^2 / ||target_i||^2`` (fp32).
+
+    ``target`` broadcasts against ``x`` (one painting's statistic for a batch of outputs).
+    """
+    x, target = x.float(), target.float().expand_as(x)
+    err = (x - target).pow(2).flatten(1).sum(1)
+    energy = target.pow(2).flatten(1).sum(1).clamp_min(_EPS)
+    return (err / energy).mean()
+
+
 class PerceptualLoss(nn.Module):
     """Johnson et al.'s perceptual loss against one style image.
 
@@ -61,14 +84,17 @@ class PerceptualLoss(nn.Module):
 
     Args:
         style_image: the painting, float RGB in [0, 1], CHW or 1xCHW.
-        style_layers: canonical VGG19 layer names for the style term.
-        content_layers: canonical VGG19 layer names for the content term.
+        style_layers: canonical layer names of ``network`` for the style term.
+        content_layers: canonical layer names of ``network`` for the content term.
         style_layer_weights: one weight per style layer (default: all 1).
         style_weight, content_weight, tv_weight: weights of the three terms.
         tap: ``"relu"`` reads each named position after its ReLU, ``"conv"`` before it.
         style_stat: ``"gram"`` or ``"covariance"``.
+        network: the loss network, ``"vgg19"`` or ``"vgg16"``.
         vgg_weights: ``"imagenet"``, ``"random"`` or a state_dict path (see ``vgg.py``).
         vgg_seed: seed for ``vgg_weights="random"``.
+        normalize: each term relative to its target's energy (scale-free, see the module
+            docstring); ``False``: the origin document's raw mean squared errors.
     """
 
     def __init__(
@@ -77,15 +103,18 @@ class PerceptualLoss(nn.Module):
         style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
         content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
         style_layer_weights: Sequence[float] | None = None,
-        style_weight: float = 1e5,
+        style_weight: float = 3.0,
         content_weight: float = 1.0,
         tv_weight: float = 0.0,
         tap: str = "relu",
         style_stat: str = "gram",
+        network: str = "vgg19",
         vgg_weights: str = "imagenet",
         vgg_seed: int = 0,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
+        check_network(network)
         if style_stat not in STYLE_STATS:
             raise ValueError(f"style_stat must be one of {sorted(STYLE_STATS)}, got {style_stat!r}")
         if style_layer_weights is None:
@@ -95,14 +124,17 @@ class PerceptualLoss(nn.Module):
                 f"{len(style_layer_weights)} style_layer_weights for {len(style_layers)} "
                 "style_layers"
             )
-        self.style_layers = [layer_for_tap(n, tap) for n in style_layers]
-        self.content_layers = [layer_for_tap(n, tap) for n in content_layers]
+        self.style_layers = [layer_for_tap(n, tap, network) for n in style_layers]
+        self.content_layers = [layer_for_tap(n, tap, network) for n in content_layers]
         self.style_layer_weights = [float(w) for w in style_layer_weights]
         self.style_weight = float(style_weight)
         self.content_weight = float(content_weight)
         self.tv_weight = float(tv_weight)
         self.style_stat = STYLE_STATS[style_stat]
-        self.vgg = VGGFeatures(self.style_layers + self.content_layers, vgg_weights, vgg_seed)
+        self.normalize = bool(normalize)
+        self.vgg = VGGFeatures(
+            self.style_layers + self.content_layers, vgg_weights, vgg_seed, network=network
+        )
 
         style = style_image if style_image.dim() == 4 else style_image.unsqueeze(0)
         with torch.no_grad():
@@ -127,18 +159,18 @@ class PerceptualLoss(nn.Module):
         feats = self.vgg(output)
         with _fp32(output):
             content = sum(
-                F.mse_loss(feats[name].float(), content_targets[name].float())
-                for name in self.content_layers
+                self._difference(feats[name], content_targets[name]) for name in self.content_layers
             )
             style = sum(
-                w * F.mse_loss(stat, target.expand_as(stat))
-                for w, stat, target in zip(
-                    self.style_layer_weights,
-                    (self.style_stat(feats[name]) for name in self.style_layers),
-                    self.style_targets(),
-                    strict=True,
+                w * self._difference(self.style_stat(feats[name]), target)
+                for w, name, target in zip(
+                    self.style_layer_weights, self.style_layers, self.style_targets(), strict=True
                 )
             )
+            if self.normalize:
+                # Averages over layers, so that adding a layer does not change the balance.
+                content = content / len(self.content_layers)
+                style = style / len(self.style_layers)
             terms = {
                 "content": self.content_weight * content,
                 "style": self.style_weight * style,
@@ -146,6 +178,11 @@ class PerceptualLoss(nn.Module):
             }
             terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
+
+    def _difference(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            return relative_sq_error(x, target)
+        return F.mse_loss(x.float(), target.float().expand_as(x))
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of stylized ``output`` for the content images it was made from."""

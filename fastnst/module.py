@@ -18,7 +18,7 @@ CHECKPOINT_KIND = "fastnst.TransformerNet"
 
 GRID_IMAGES = 8
 
-# The frozen VGG19 stays in eval mode on purpose; Lightning would warn about it at every fit.
+# The frozen VGG stays in eval mode on purpose; Lightning would warn about it at every fit.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 # fastnst's sampler resumes mid-epoch itself (data.ResumableSampler); Lightning cannot tell.
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before")
@@ -37,7 +37,7 @@ class StyleTransferModule(pl.LightningModule):
 
     All arguments are plain values (they are saved in the checkpoint's ``hyper_parameters``), so
     the checkpoint alone rebuilds the network: ``TransformerNet(**hparams["model"])`` with the
-    ``net.*`` weights. The VGG19 is not saved; it is rebuilt from ``loss["vgg_weights"]``.
+    ``net.*`` weights. The VGG is not saved; it is rebuilt from ``loss["vgg_weights"]``.
 
     Args:
         style_image: path of the style image.
@@ -55,7 +55,7 @@ class StyleTransferModule(pl.LightningModule):
         style_image: str,
         style_name: str = "style",
         style_size: int | None = 512,
-        style_weight: float = 1e5,
+        style_weight: float = 3.0,
         model: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         lr: float = 1e-3,
@@ -144,7 +144,7 @@ class StyleTransferModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Never write weights that a NaN/inf step may have spoiled.
         self.check_finite()
-        # The frozen VGG19 (80 MB) is rebuilt from its weights setting; only the network
+        # The frozen VGG (60-80 MB) is rebuilt from its weights setting; only the network
         # being trained goes into the file.
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")

@@ -77,6 +77,7 @@ def optimize_image(
     log_every: int = 1,
     on_log: StepCallback | None = None,
     progress: bool = True,
+    stop_below: float | None = None,
 ) -> Result:
     """Optimise an image against ``loss`` for ``steps`` updates.
 
@@ -90,6 +91,8 @@ def optimize_image(
         steps: number of optimiser updates.
         optimizer: ``"adam"`` or ``"lbfgs"`` (one L-BFGS iteration per step).
         lr: learning rate (default: 0.02 for Adam, 1.0 for L-BFGS).
+        stop_below: stop as soon as a logged step's total loss is at or below this (the last
+            record is then that step's, and ``Result.image`` that step's image).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -141,9 +144,16 @@ def optimize_image(
             opt.step(closure)  # one iteration: one closure call, at the current image
         with torch.no_grad():
             image.clamp_(0.0, 1.0)
-        elapsed += time.perf_counter() - start
+        took = time.perf_counter() - start
+        elapsed += took
         if logged is not None:
             log(step, closure.terms, logged)  # type: ignore[attr-defined]
+            if stop_below is not None and result.history[-1].terms["total"] <= stop_below:
+                # The image after `step` updates is good enough: the update just made went
+                # past it, so neither it nor its time counts.
+                result.history[-1].seconds = elapsed - took
+                result.image = logged
+                return result
     with torch.no_grad():
         log(steps, loss.terms(image, targets), image.detach())
     result.image = image.detach()
@@ -151,7 +161,7 @@ def optimize_image(
 
 
 def check_optimize(cfg: DictConfig) -> None:
-    """Fail in one line before the VGG19 is built (exit status 2)."""
+    """Fail in one line before the VGG is built (exit status 2)."""
     if cfg.content is None:
         raise ConfigError("give the photo to stylize: content=/path/to/photo.jpg")
     if not Path(cfg.content).expanduser().is_file():

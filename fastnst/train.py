@@ -45,7 +45,7 @@ def build(
     """The three objects of a training run, from a composed config.
 
     The config is checked first (:func:`fastnst.config.check_train`), so a bad value fails in
-    one line before the dataset scan or the VGG19 build.
+    one line before the dataset scan or the VGG build.
     """
     check_train(cfg)
     pl.seed_everything(cfg.seed, workers=True)

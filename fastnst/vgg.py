@@ -1,9 +1,9 @@
-"""A frozen VGG19 that returns the activations of named layers.
+"""A frozen VGG (VGG19 or VGG16) that returns the activations of named layers.
 
-The layer table below is the only place where VGG19 layer names exist. Everything else (configs,
-losses, experiments) refers to layers by these names; the extractor validates them, runs the
-network only as deep as the deepest requested layer, and normalises its [0, 1] RGB input with
-the ImageNet statistics itself.
+The layer tables below are the only place where VGG layer names exist. Everything else
+(configs, losses, experiments) refers to layers by these names; the extractor validates them,
+runs the network only as deep as the deepest requested layer, and normalises its [0, 1] RGB
+input with the ImageNet statistics itself.
 """
 
 from __future__ import annotations
@@ -15,31 +15,31 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import VGG19_Weights
+from torchvision.models import VGG16_Weights, VGG19_Weights
 
-# ImageNet statistics the torchvision VGG19 weights were trained with (RGB, [0, 1] inputs).
+# ImageNet statistics the torchvision VGG weights were trained with (RGB, [0, 1] inputs).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One entry of torchvision's ``vgg19().features``."""
+    """One entry of torchvision's ``vgg19().features`` (or ``vgg16().features``)."""
 
     name: str  # canonical name: conv3_1, relu3_1, pool3, ...
-    index: int  # position in vgg19().features
+    index: int  # position in the network's .features
     kind: str  # "conv", "relu" or "pool"
     channels: int  # channels of this layer's output
     stride: int  # spatial downsampling of this layer's output w.r.t. the input image
 
 
-def _vgg19_table() -> tuple[Layer, ...]:
-    # VGG19 is five blocks of 3x3 convs (2, 2, 4, 4, 4 of them; 64..512 channels), each conv
-    # followed by a ReLU and each block closed by a 2x2 max-pool.
+def _vgg_table(convs_per_block: Sequence[int]) -> tuple[Layer, ...]:
+    # A VGG is five blocks of 3x3 convs (64..512 channels), each conv followed by a ReLU and
+    # each block closed by a 2x2 max-pool. VGG16 and VGG19 differ only in convs per block.
     layers: list[Layer] = []
     stride = 1
     for block, (convs, channels) in enumerate(
-        zip((2, 2, 4, 4, 4), (64, 128, 256, 512, 512), strict=True), start=1
+        zip(convs_per_block, (64, 128, 256, 512, 512), strict=True), start=1
     ):
         for i in range(1, convs + 1):
             layers.append(Layer(f"conv{block}_{i}", len(layers), "conv", channels, stride))
@@ -49,53 +49,94 @@ def _vgg19_table() -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-VGG19_LAYERS: tuple[Layer, ...] = _vgg19_table()
-LAYERS_BY_NAME: dict[str, Layer] = {layer.name: layer for layer in VGG19_LAYERS}
+# network name -> its layers, in the order of torchvision's .features
+NETWORKS: dict[str, tuple[Layer, ...]] = {
+    "vgg19": _vgg_table((2, 2, 4, 4, 4)),
+    "vgg16": _vgg_table((2, 2, 3, 3, 3)),
+}
+VGG19_LAYERS = NETWORKS["vgg19"]
+VGG16_LAYERS = NETWORKS["vgg16"]
+_BY_NAME: dict[str, dict[str, Layer]] = {
+    net: {layer.name: layer for layer in table} for net, table in NETWORKS.items()
+}
+LAYERS_BY_NAME = _BY_NAME["vgg19"]
+
+# torchvision's ImageNet weights of each network (downloaded through torch's hub cache).
+IMAGENET_WEIGHTS = {"vgg19": VGG19_Weights.IMAGENET1K_V1, "vgg16": VGG16_Weights.IMAGENET1K_V1}
+WEIGHTS_FILES = {net: Path(w.url).name for net, w in IMAGENET_WEIGHTS.items()}
+WEIGHTS_FILE = WEIGHTS_FILES["vgg19"]  # vgg19-dcbb9e9d.pth
 
 TAPS = ("relu", "conv")
-WEIGHTS_FILE = Path(VGG19_Weights.IMAGENET1K_V1.url).name  # vgg19-dcbb9e9d.pth
 
 
 class VGGWeightsError(Exception):
-    """VGG19 weights could not be obtained; the message says what to do."""
+    """VGG weights could not be obtained or do not fit the network; the message says what
+    to do."""
 
 
-def layer_for_tap(name: str, tap: str) -> str:
+def check_network(network: str) -> None:
+    if network not in NETWORKS:
+        raise ValueError(f"unknown loss network {network!r}; choose one of {tuple(NETWORKS)}")
+
+
+def layers_of(network: str = "vgg19") -> dict[str, Layer]:
+    """The layer table of ``network`` by canonical name."""
+    check_network(network)
+    return _BY_NAME[network]
+
+
+def _name_range(network: str) -> str:
+    table = NETWORKS[network]
+    last = {kind: [n.name for n in table if n.kind == kind][-1] for kind in ("conv", "relu")}
+    return f"conv1_1 ... {last['conv']}, relu1_1 ... {last['relu']}, pool1 ... pool5"
+
+
+def check_layer_names(names: Iterable[str], network: str = "vgg19") -> None:
+    """Raise ``ValueError`` naming every layer that ``network`` lacks (and the network)."""
+    table = layers_of(network)
+    unknown = [n for n in names if n not in table]
+    if not unknown:
+        return
+    elsewhere = [
+        f"{n} is a layer of {other}"
+        for n in unknown
+        for other in NETWORKS
+        if other != network and n in _BY_NAME[other]
+    ]
+    hint = f" ({'; '.join(elsewhere)})" if elsewhere else ""
+    raise ValueError(
+        f"{network} has no layer(s) {unknown}{hint}; its layers are {_name_range(network)}"
+    )
+
+
+def layer_for_tap(name: str, tap: str, network: str = "vgg19") -> str:
     """Name of the layer actually read when ``name`` is tapped after ``tap``.
 
     Configs name layers canonically (``relu4_2``); ``tap="conv"`` reads the same position
     before its ReLU (``conv4_2``). Pool layers are read as they are.
     """
-    check_layer_names([name])
+    check_layer_names([name], network)
     if tap not in TAPS:
         raise ValueError(f"tap must be one of {TAPS}, got {tap!r}")
-    kind = LAYERS_BY_NAME[name].kind
+    kind = _BY_NAME[network][name].kind
     if kind == "pool" or kind == tap:
         return name
     return tap + name[len(kind) :]
 
 
-def check_layer_names(names: Iterable[str]) -> None:
-    unknown = [n for n in names if n not in LAYERS_BY_NAME]
-    if unknown:
-        raise ValueError(
-            f"unknown VGG19 layer name(s) {unknown}; valid names are conv1_1 ... relu5_4 "
-            "and pool1 ... pool5"
-        )
-
-
-def imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet VGG19 weights, through torchvision's own download cache."""
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+def imagenet_state_dict(network: str = "vgg19") -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights of ``network``, through torchvision's download cache."""
+    weights = IMAGENET_WEIGHTS[network]
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILES[network]
     try:
-        return VGG19_Weights.IMAGENET1K_V1.get_state_dict(
+        return weights.get_state_dict(
             progress=True, check_hash=True, map_location="cpu", weights_only=True
         )
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         raise VGGWeightsError(
-            f"could not get the ImageNet VGG19 weights ({exc}). Put the file "
-            f"{WEIGHTS_FILE} from {VGG19_Weights.IMAGENET1K_V1.url} at {cache}, pass "
-            "loss.vgg_weights=/path/to/vgg19.pth, or use loss.vgg_weights=random for an "
+            f"could not get the ImageNet {network.upper()} weights ({exc}). Put the file "
+            f"{WEIGHTS_FILES[network]} from {weights.url} at {cache}, pass "
+            "loss.vgg_weights=/path/to/state_dict.pth, or use loss.vgg_weights=random for an "
             "offline demo"
         ) from None
 
@@ -103,13 +144,14 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise VGGWeightsError(
-            f"VGG19 weights file {path} does not exist (loss.vgg_weights takes 'imagenet', "
+            f"VGG weights file {path} does not exist (loss.vgg_weights takes 'imagenet', "
             "'random' or a path to a state_dict file)"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise VGGWeightsError(f"{path} is not a readable VGG19 state_dict ({exc})") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VGGWeightsError(f"{path} is not a readable VGG state_dict ({reason})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -117,31 +159,67 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _features_state(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    # Accept a whole torchvision VGG19 state_dict ("features.0.weight", "classifier...") or
-    # one of just its features ("0.weight").
-    if any(k.startswith("features.") for k in state):
-        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-    expected = {
+def _conv_keys(network: str) -> set[str]:
+    return {
         f"{layer.index}.{p}"
-        for layer in VGG19_LAYERS
+        for layer in NETWORKS[network]
         if layer.kind == "conv"
         for p in ("weight", "bias")
     }
-    missing = sorted(expected - state.keys(), key=lambda k: int(k.split(".")[0]))
-    if missing:
-        raise VGGWeightsError(
-            f"{source} is not a torchvision VGG19 state_dict (missing {missing[:3]}...)"
-        )
-    return {k: state[k] for k in expected}
 
 
-def _vgg19_features_from_table() -> nn.Sequential:
-    # Same modules, hyper-parameters and state_dict keys as torchvision's vgg19().features
-    # (a test compares them), without allocating the 120M-parameter classifier.
+def _conv_shapes(network: str) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    channels = 3
+    for layer in NETWORKS[network]:
+        if layer.kind == "conv":
+            shapes[f"{layer.index}.weight"] = (layer.channels, channels, 3, 3)
+            shapes[f"{layer.index}.bias"] = (layer.channels,)
+            channels = layer.channels
+    return shapes
+
+
+def _features_state(
+    state: dict[str, torch.Tensor], source: str, network: str
+) -> dict[str, torch.Tensor]:
+    # Accept a whole torchvision VGG state_dict ("features.0.weight", "classifier...") or one
+    # of just its features ("0.weight").
+    if any(str(k).startswith("features.") for k in state):
+        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    keys = {k for k in state if isinstance(k, str) and k.split(".")[-1] in ("weight", "bias")}
+    if keys != _conv_keys(network):
+        # Say which network the file does hold, when it is one of ours.
+        for other in NETWORKS:
+            if other != network and keys == _conv_keys(other):
+                raise VGGWeightsError(
+                    f"{source} holds {other.upper()} weights, but the loss network is "
+                    f"{network} (set loss.network={other}, or give a {network.upper()} file)"
+                )
+        missing = sorted(_conv_keys(network) - keys, key=lambda k: int(k.split(".")[0]))
+        if missing:
+            raise VGGWeightsError(
+                f"{source} is not a torchvision {network.upper()} state_dict "
+                f"(missing {missing[:3]}...)"
+            )
+    for key, shape in _conv_shapes(network).items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise VGGWeightsError(
+                f"{source} is not a torchvision {network.upper()} state_dict "
+                f"({key} is {got}, expected {shape})"
+            )
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise VGGWeightsError(f"{source}: {key} holds non-finite or non-float values")
+    return {k: state[k] for k in _conv_keys(network)}
+
+
+def _features_from_table(network: str) -> nn.Sequential:
+    # Same modules, hyper-parameters and state_dict keys as torchvision's vgg19().features or
+    # vgg16().features (a test compares them), without allocating the 120M-parameter classifier.
     modules: list[nn.Module] = []
     channels = 3
-    for layer in VGG19_LAYERS:
+    for layer in NETWORKS[network]:
         if layer.kind == "conv":
             modules.append(nn.Conv2d(channels, layer.channels, kernel_size=3, padding=1))
             channels = layer.channels
@@ -152,16 +230,20 @@ def _vgg19_features_from_table() -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
-def build_vgg19_features(weights: str = "imagenet", seed: int = 0) -> nn.Sequential:
-    """VGG19's convolutional part, as torchvision's ``vgg19().features``, with weights.
+def build_vgg_features(
+    network: str = "vgg19", weights: str = "imagenet", seed: int = 0
+) -> nn.Sequential:
+    """The convolutional part of a VGG, as torchvision's ``vgg19().features``, with weights.
 
     Args:
+        network: ``"vgg19"`` or ``"vgg16"``.
         weights: ``"imagenet"`` (torchvision's IMAGENET1K_V1, downloaded once into torch's hub
             cache), ``"random"`` (seeded He initialisation as torchvision uses: for tests and
-            offline demos), or a path to a state_dict file with torchvision's keys.
+            offline plumbing), or a path to a state_dict file with torchvision's keys.
         seed: the seed for ``"random"``.
     """
-    features = _vgg19_features_from_table()
+    check_network(network)
+    features = _features_from_table(network)
     if weights == "random":
         generator = torch.Generator().manual_seed(seed)
         for m in features:
@@ -172,43 +254,62 @@ def build_vgg19_features(weights: str = "imagenet", seed: int = 0) -> nn.Sequent
                     m.bias.zero_()
         return features
     if weights == "imagenet":
-        state, source = imagenet_state_dict(), "the ImageNet weights"
+        state, source = imagenet_state_dict(network), f"the ImageNet {network.upper()} weights"
     else:
         path = Path(weights).expanduser()
         state, source = _load_state_dict_file(path), str(path)
-    features.load_state_dict(_features_state(state, source))
+    features.load_state_dict(_features_state(state, source, network))
     return features
 
 
+def build_vgg19_features(weights: str = "imagenet", seed: int = 0) -> nn.Sequential:
+    """:func:`build_vgg_features` for VGG19."""
+    return build_vgg_features("vgg19", weights, seed)
+
+
 class VGGFeatures(nn.Module):
-    """Frozen VGG19 returning ``{layer name: activation}`` for the requested layers.
+    """Frozen VGG returning ``{layer name: activation}`` for the requested layers.
 
     Input: float RGB in [0, 1], NCHW. The ImageNet normalisation happens here and only here.
     The network is truncated after the deepest requested layer; the VGG parameters never
     require grad and the module stays in eval mode even under ``.train()``.
+
+    Args:
+        layers: canonical layer names of ``network``.
+        weights, seed: see :func:`build_vgg_features`.
+        network: ``"vgg19"`` or ``"vgg16"``.
     """
 
-    def __init__(self, layers: Sequence[str], weights: str = "imagenet", seed: int = 0) -> None:
+    def __init__(
+        self,
+        layers: Sequence[str],
+        weights: str = "imagenet",
+        seed: int = 0,
+        network: str = "vgg19",
+    ) -> None:
         super().__init__()
         if not layers:
             raise ValueError("VGGFeatures needs at least one layer name")
-        check_layer_names(layers)
+        table = layers_of(network)
+        check_layer_names(layers, network)
+        self.network = network
         self.layers = tuple(dict.fromkeys(layers))  # de-duplicated, order kept
-        deepest = max(LAYERS_BY_NAME[n].index for n in self.layers)
-        features = build_vgg19_features(weights, seed)[: deepest + 1]
-        for layer in VGG19_LAYERS[: deepest + 1]:
+        deepest = max(table[n].index for n in self.layers)
+        features = build_vgg_features(network, weights, seed)[: deepest + 1]
+        for layer in NETWORKS[network][: deepest + 1]:
             # torchvision's ReLUs work in place, which would overwrite a tapped conv output.
             if layer.kind == "relu" and f"conv{layer.name[4:]}" in self.layers:
                 features[layer.index] = nn.ReLU(inplace=False)
         self.features = features
-        self._taps = {LAYERS_BY_NAME[n].index: n for n in self.layers}
+        self._index = {n: table[n].index for n in self.layers}
+        self._taps = {i: n for n, i in self._index.items()}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
     def train(self, mode: bool = True) -> VGGFeatures:
-        # Always eval: VGG19 has no dropout/batch-norm in .features, but keep the promise.
+        # Always eval: a VGG has no dropout/batch-norm in .features, but keep the promise.
         return super().train(False)
 
     def forward(
@@ -221,7 +322,7 @@ class VGGFeatures(nn.Module):
             missing = [n for n in layers if n not in self.layers]
             if missing:
                 raise KeyError(f"layers {missing} were not requested when building VGGFeatures")
-            taps = {LAYERS_BY_NAME[n].index: n for n in layers}
+            taps = {self._index[n]: n for n in layers}
             last = max(taps)
         h = (x - self.mean) / self.std
         out: dict[str, torch.Tensor] = {}

@@ -83,17 +83,30 @@ def main(argv: list[str] | None = None, default_compare: str = "taps") -> None:
     parser.add_argument("--style", type=Path, default=SHARED / "styles" / "starry_night.jpg")
     parser.add_argument("--size", type=int, default=256, help="long side of the images (px)")
     parser.add_argument("--style-size", type=int, default=256)
-    parser.add_argument("--style-weight", type=float, default=1e5)
+    parser.add_argument(
+        "--style-weight",
+        type=float,
+        default=None,
+        help="default: 3 with the normalised loss, 1e5 with --no-normalize",
+    )
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--init", choices=["content", "noise"], default="content")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--network", choices=["vgg19", "vgg16"], default="vgg19")
     parser.add_argument(
         "--vgg-weights",
         default="random",
-        help="imagenet | random | path to a VGG19 state_dict (default: random)",
+        help="imagenet | random | path to a state_dict of --network (default: random)",
+    )
+    parser.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="terms relative to their targets (default); --no-normalize: the origin "
+        "document's raw sums",
     )
     parser.add_argument(
         "--feedforward",
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None, default_compare: str = "taps") -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.style_weight is None:
+        args.style_weight = 3.0 if args.normalize else 1e5
 
     torch.manual_seed(args.seed)
     arms, yard_specs = COMPARISONS[args.compare]
@@ -119,7 +134,12 @@ def main(argv: list[str] | None = None, default_compare: str = "taps") -> None:
 
     def make_loss(overrides: dict) -> PerceptualLoss:
         return PerceptualLoss(
-            style, style_weight=args.style_weight, vgg_weights=args.vgg_weights, **overrides
+            style,
+            style_weight=args.style_weight,
+            network=args.network,
+            vgg_weights=args.vgg_weights,
+            normalize=args.normalize,
+            **overrides,
         )
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +239,9 @@ def train_arms(args, arms, yard_specs, make_loss):
             f"data.root={args.train_root.resolve()}",
             f"data.image_size={args.size}",
             "data.num_workers=0",
+            f"loss.network={args.network}",
             f"loss.vgg_weights={args.vgg_weights}",
+            f"loss.normalize={args.normalize}",
             f"seed={args.seed}",
             f"trainer.max_steps={args.steps}",
             f"trainer.val_check_interval={args.steps}",
@@ -266,7 +288,9 @@ def summarise(args, arms: list[str], yards: list[str], rows: list[dict]) -> str:
         f"# {args.compare}: {a} vs {b}",
         "",
         f"{mode}, {args.steps} steps, size {args.size}, seed {args.seed}, "
-        f"VGG19 weights: {args.vgg_weights}.",
+        f"{args.network} weights: {args.vgg_weights}, "
+        f"{'normalised' if args.normalize else 'origin (raw)'} loss, style weight "
+        f"{args.style_weight:g}.",
         "",
         "## Each arm's own loss (the origin document's table)",
         "",

@@ -15,7 +15,13 @@ COCO_TRAIN = SHARED_DATA / "coco" / "train2017"
 STYLES = SHARED_DATA / "styles"
 CONTENT = SHARED_DATA / "content"
 STARRY_NIGHT = STYLES / "starry_night.jpg"
+# The real ImageNet VGG16 convolutional weights (../shared/models/README.md).
+SHARED_MODELS_VGG16 = Path(
+    os.environ.get("FASTNST_VGG16_WEIGHTS", SHARED_DATA.parent / "models" / "vgg16_features.pth")
+)
 STYLIZE = Path(sys.executable).parent / "fastnst-stylize"
+# Tests call the scripts' main() in-process (import demo, benchmark, ...).
+sys.path.insert(0, str(REPO / "scripts"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,6 +30,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"real test images not found under {SHARED_DATA}; the project expects ../shared/data "
             "beside the repository (or FASTNST_SHARED_DATA)"
+        )
+    if not SHARED_MODELS_VGG16.is_file():
+        raise pytest.UsageError(
+            f"the ImageNet VGG16 weights were not found at {SHARED_MODELS_VGG16}; the project "
+            "expects ../shared/models/vgg16_features.pth (or FASTNST_VGG16_WEIGHTS)"
         )
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 

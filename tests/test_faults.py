@@ -18,7 +18,14 @@ from fastnst.data import ContentDataModule, DataNotFoundError
 from fastnst.module import NonFiniteLossError
 from fastnst.train import train
 
-from .conftest import COCO_TRAIN, CONTENT, STARRY_NIGHT, STYLIZE, compose_config
+from .conftest import (
+    COCO_TRAIN,
+    CONTENT,
+    SHARED_MODELS_VGG16,
+    STARRY_NIGHT,
+    STYLIZE,
+    compose_config,
+)
 
 COCO_FILES = sorted(COCO_TRAIN.glob("*.jpg"))
 
@@ -125,6 +132,13 @@ BAD_OVERRIDES = [
     ("loss.tap=sigmoid", "loss.tap must be one of"),
     ("loss.style_stat=mean", "loss.style_stat must be one of"),
     ("loss.vgg_weights=/nowhere/vgg.pth", "neither 'imagenet', 'random' nor a file"),
+    ("loss.network=vgg11", "loss.network must be one of ('vgg19', 'vgg16')"),
+    (
+        "loss.network=vgg16 loss.style_layers=[relu1_1,relu5_4] loss.style_layer_weights=[1,1]",
+        "loss.style_layers: vgg16 has no layer(s) ['relu5_4'] (relu5_4 is a layer of vgg19)",
+    ),
+    ("loss=johnson16 loss.content_layers=[relu3_4]", "vgg16 has no layer(s) ['relu3_4']"),
+    ("loss.normalize=maybe", "loss.normalize must be true or false"),
     ("style.weight=-5", "style.weight must be a number >= 0"),
     ("style.image=/nowhere/painting.jpg", "/nowhere/painting.jpg does not exist"),
     ("data.image_size=8", "data.image_size must be a number >= 16"),
@@ -144,7 +158,7 @@ def test_bad_override_is_one_line_with_exit_status_2(tmp_path, override, message
         pytest.skip("this machine has a GPU, so the override is valid here")
     result = subprocess.run(
         [sys.executable, "-m", "fastnst.train", f"style.image={STARRY_NIGHT}",
-         f"data.root={COCO_TRAIN}", "loss.vgg_weights=random", override,
+         f"data.root={COCO_TRAIN}", "loss.vgg_weights=random", *override.split(),
          f"hydra.run.dir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
@@ -155,6 +169,20 @@ def test_bad_override_is_one_line_with_exit_status_2(tmp_path, override, message
     # Failed before any heavy work: no checkpoint folder, no TensorBoard run.
     assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_weights_file_of_the_other_network_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fastnst.train", f"style.image={STARRY_NIGHT}",
+         f"data.root={COCO_TRAIN}", f"loss.vgg_weights={SHARED_MODELS_VGG16}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-1500:]
+    assert "holds VGG16 weights, but the loss network is vgg19" in errors[0]
+    assert not (tmp_path / "checkpoints").exists()
 
 
 class _Exploit:

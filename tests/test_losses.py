@@ -12,6 +12,7 @@ from fastnst.losses import (
     gram_matrix,
     total_variation,
 )
+from fastnst.vgg import VGGFeatures, build_vgg_features
 
 from .conftest import STARRY_NIGHT
 
@@ -101,3 +102,88 @@ def test_style_layer_weights_scale_each_layer():
         PerceptualLoss(style, ["relu1_1"], style_layer_weights=[1.0, 2.0], vgg_weights="random")
     with pytest.raises(ValueError, match="style_stat"):
         PerceptualLoss(style, vgg_weights="random", style_stat="mean")
+
+
+def _scaled_vgg_files(tmp_path, scale: float):
+    """Two VGG19 weight files whose activations differ by ``scale`` at every layer.
+
+    conv1_1 (weight and bias) and every later bias times ``scale``: ReLU, max-pool and a conv
+    without its bias are positively homogeneous, so each activation is ``scale`` times larger.
+    """
+    state = build_vgg_features("vgg19", "random", seed=5).state_dict()
+    # Random VGG biases start at zero; give them values so that scaling them matters.
+    generator = torch.Generator().manual_seed(0)
+    for k, v in state.items():
+        if k.endswith("bias"):
+            state[k] = torch.rand(v.shape, generator=generator) * 0.1
+    scaled = {k: v * scale if k == "0.weight" or k.endswith("bias") else v
+              for k, v in state.items()}  # fmt: skip
+    paths = tmp_path / "plain.pth", tmp_path / "scaled.pth"
+    torch.save(state, paths[0])
+    torch.save(scaled, paths[1])
+    return paths
+
+
+def test_normalized_terms_do_not_depend_on_the_activation_scale(tmp_path):
+    plain, scaled = _scaled_vgg_files(tmp_path, 10.0)
+    style = load_image(STARRY_NIGHT, 48)
+    torch.manual_seed(1)
+    x, y = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 40, 40)
+    features = [VGGFeatures(["relu3_1"], weights=str(p))(x)["relu3_1"] for p in (plain, scaled)]
+    assert torch.allclose(features[1], 10 * features[0], rtol=1e-4, atol=1e-4)
+
+    def terms(path, normalize):
+        loss = PerceptualLoss(style, vgg_weights=str(path), normalize=normalize)
+        return {k: v.item() for k, v in loss(x, y).items()}
+
+    a, b = terms(plain, True), terms(scaled, True)
+    assert a["style"] > 0 and a["content"] > 0
+    assert b["style"] == pytest.approx(a["style"], rel=1e-3)
+    assert b["content"] == pytest.approx(a["content"], rel=1e-3)
+    # The origin formulation: the content term grows with scale^2, the Gram term with scale^4.
+    a, b = terms(plain, False), terms(scaled, False)
+    assert b["content"] == pytest.approx(100 * a["content"], rel=1e-3)
+    assert b["style"] == pytest.approx(1e4 * a["style"], rel=1e-3)
+
+
+def test_normalized_terms_by_hand():
+    style = load_image(STARRY_NIGHT, 48)
+    settings = dict(
+        style_layers=["relu1_1", "relu2_1"],
+        content_layers=["relu2_1"],
+        vgg_weights="random",
+        style_weight=2.0,
+        style_layer_weights=[1.0, 3.0],
+    )
+    loss = PerceptualLoss(style, **settings)
+    raw = PerceptualLoss(style, **settings, normalize=False)
+    torch.manual_seed(2)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    fx, fy, fs = (loss.vgg(t) for t in (x, y, style.unsqueeze(0)))
+    # Content: per photo, squared error over the photo's squared features; mean over photos.
+    per_photo = [
+        ((fx["relu2_1"][i] - fy["relu2_1"][i]) ** 2).sum() / (fy["relu2_1"][i] ** 2).sum()
+        for i in range(2)
+    ]
+    expected_content = sum(per_photo) / 2
+    # Style: per layer, squared Gram error over the painting's squared Gram; weighted, averaged
+    # over the two layers, times the style weight.
+    per_layer = []
+    for name in ("relu1_1", "relu2_1"):
+        target = gram_matrix(fs[name])[0]
+        g = gram_matrix(fx[name])
+        per_layer.append(sum(((g[i] - target) ** 2).sum() for i in range(2)) / 2
+                         / (target ** 2).sum())  # fmt: skip
+    expected_style = 2.0 * (1.0 * per_layer[0] + 3.0 * per_layer[1]) / 2
+    terms = loss(x, y)
+    assert terms["content"].item() == pytest.approx(expected_content.item(), rel=1e-4)
+    assert terms["style"].item() == pytest.approx(expected_style.item(), rel=1e-4)
+    # normalize=False: plain mean squared errors, summed over layers (the origin document's).
+    raw_terms = raw(x, y)
+    expected_raw_style = 2.0 * sum(
+        w * ((gram_matrix(fx[n]) - gram_matrix(fs[n])) ** 2).mean()
+        for w, n in zip((1.0, 3.0), ("relu1_1", "relu2_1"), strict=True)
+    )
+    assert raw_terms["style"].item() == pytest.approx(expected_raw_style.item(), rel=1e-4)
+    expected_raw_content = ((fx["relu2_1"] - fy["relu2_1"]) ** 2).mean()
+    assert raw_terms["content"].item() == pytest.approx(expected_raw_content.item(), rel=1e-4)

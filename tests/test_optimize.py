@@ -34,8 +34,11 @@ def test_optimisation_lowers_the_loss_and_touches_nothing_else(loss, content, op
     targets_before = [t.clone() for t in loss.style_targets()]
     content_before = content.clone()
     result = optimize_image(loss, content, steps=30, optimizer=optimizer, progress=False)
-    first, last = result.history[0].terms["total"], result.history[-1].terms["total"]
-    assert last < first / 5, (first, last)
+    first, last = result.history[0].terms, result.history[-1].terms
+    # From the photo the total is all style; the optimiser trades some content for much less
+    # style (the normalised loss balances them), so the style term is what must fall.
+    assert last["style"] < first["style"] / 5, (first, last)
+    assert last["total"] < first["total"] / 2, (first, last)
     for k, v in loss.vgg.state_dict().items():
         assert torch.equal(v, vgg_before[k]), k
     for before, after in zip(targets_before, loss.style_targets(), strict=True):
@@ -58,6 +61,28 @@ def test_init_content_starts_from_the_exact_photo(loss, content):
     assert torch.equal(seen[0], content)
     assert not torch.equal(seen[3], content)
     assert [r.step for r in result.history] == [0, 1, 2, 3]
+
+
+def test_stop_below_ends_at_the_first_step_that_reaches_the_loss(loss, content):
+    images = {}
+    full = optimize_image(
+        loss,
+        content,
+        steps=8,
+        log_every=1,
+        progress=False,
+        on_log=lambda step, terms, image: images.setdefault(step, image.clone()),
+    )
+    totals = [r.terms["total"] for r in full.history]
+    target = totals[5]
+    first = next(i for i, t in enumerate(totals) if t <= target)
+    stopped = optimize_image(loss, content, steps=8, progress=False, stop_below=target)
+    assert [r.step for r in stopped.history] == list(range(first + 1))
+    assert stopped.history[-1].terms["total"] == pytest.approx(target, rel=1e-6)
+    assert torch.equal(stopped.image, images[first])
+    # The time counted is that of the `first` updates that made the image, not of the one
+    # past it: the same as the record before (which includes update number `first`).
+    assert stopped.history[-1].seconds == stopped.history[-2].seconds
 
 
 def test_logged_terms_belong_to_the_logged_image(loss, content):
