@@ -1,4 +1,4 @@
-# make train / make test set everything up on a fresh machine (a .venv here), then run.
+# make demo / make train / make test set everything up on a fresh machine (a .venv here), then run.
 VENV   ?= .venv
 PYTHON ?= python3
 # The torch build to install. These releases are in this project's machines' local pip cache;
@@ -7,11 +7,13 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 # Extra Hydra overrides for make train, e.g. ARGS="data.root=/path/to/photos".
 ARGS   ?=
 STYLE  ?= starry_night
+# The project's shared data and models (real photos, paintings, ImageNet VGG16 weights).
+SHARED ?= ../shared
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fastnst-installed
 
-.PHONY: setup train test test-slow lint format clean
+.PHONY: setup demo train test test-slow lint format clean
 
 setup: $(STAMP)
 
@@ -20,6 +22,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
+
+# Train a small network against the real VGG16 features of $(SHARED)/models for 300 steps at
+# 128 px (minutes on a CPU), then stylize $(SHARED)/data/content into outputs/demo/$(STYLE)/.
+# STYLE is any painting of $(SHARED)/data/styles (make demo STYLE=wave).
+demo: setup
+	$(PY) scripts/demo.py --style $(STYLE) --shared $(SHARED) $(ARGS)
 
 train: setup
 	$(PY) -m fastnst.train style=$(STYLE) $(ARGS)
