@@ -269,6 +269,59 @@ def bench_inference(args, device: torch.device) -> dict:
     return results
 
 
+# ----------------------------------------------------------------------- demo-sized training
+# The networks and loss networks compared by the "models" section: (model kwargs, loss kwargs).
+MODEL_VARIANTS = {
+    "small+vgg16": ({"base_channels": 16, "num_residual_blocks": 3}, {"network": "vgg16"}),
+    "johnson+vgg16": ({}, {"network": "vgg16"}),
+    "johnson+vgg19": ({}, {"network": "vgg19"}),
+}
+
+
+def bench_models(args, device: torch.device) -> dict:
+    """A bare training step at the demo's size (128 px, batch 4) for each network and loss
+    network; the variants take turns, so machine noise hits all of them alike."""
+    from fastnst.module import StyleTransferModule
+
+    size, batch = (32, 2) if args.quick else (128, 4)
+    torch.manual_seed(0)
+    x = torch.rand(batch, 3, size, size, device=device)
+    steps = {}
+    for name, (model, loss) in MODEL_VARIANTS.items():
+        module = StyleTransferModule(
+            str(args.style), model=model, loss={**loss, "vgg_weights": "random"}
+        ).to(device)
+        module.log = module.log_dict = lambda *a, **k: None
+        optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)
+
+        def step(module=module, optimizer=optimizer) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            module.training_step(x, 0).backward()
+            optimizer.step()
+
+        step()  # warm-up
+        steps[name] = step
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            device_sync(device)()
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["small+vgg16"])
+    return {
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "size": size,
+            "batch": batch,
+            "vs_small_vgg16": statistics.median(t) / base,
+        }
+        for name, t in times.items()
+    }
+
+
 # ------------------------------------------------------------------------- Gatys optimisation
 def bench_optimize(args, device: torch.device) -> dict:
     from fastnst.images import load_image
@@ -328,6 +381,13 @@ def table(report: dict) -> str:
                     f"stylize {key}: {r['median_s']:.3f} s (min {r['min_s']:.3f}, max "
                     f"{r['max_s']:.3f}), peak +{r['peak_mb']:.0f} MB"
                 )
+    if "models" in report:
+        for name, r in report["models"].items():
+            lines.append(
+                f"train step {name} {r['size']}px batch {r['batch']}: {r['median_s']:.3f} s "
+                f"(min {r['min_s']:.3f}, max {r['max_s']:.3f}) = {r['vs_small_vgg16']:.2f}x "
+                "small+vgg16"
+            )
     if "optimize" in report:
         for size, r in report["optimize"].items():
             lines.append(f"Gatys (Adam) {size}px: {r['steps_per_s']:.2f} steps/s")
@@ -345,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sections", nargs="+", default=["training", "data", "inference",
-                        "optimize"])  # fmt: skip
+                        "optimize"], help="also: models (the demo's networks)")  # fmt: skip
     parser.add_argument("--style", type=Path, default=SHARED / "styles" / "starry_night.jpg")
     parser.add_argument("--photos", type=Path, default=SHARED / "coco" / "train2017")
     args = parser.parse_args(argv)
@@ -389,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         "data": lambda: bench_data(args),
         "inference": lambda: bench_inference(args, device),
         "optimize": lambda: bench_optimize(args, device),
+        "models": lambda: bench_models(args, device),
     }
     for name in args.sections:
         print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)

@@ -81,3 +81,15 @@ def test_quick_benchmark_runs_and_reports_every_section(tmp_path):
     assert all(r["peak_mb"] > 0 for r in report["inference"].values())
     assert report["optimize"]["32"]["steps_per_s"] > 0
     assert "Lightning/bare" in result.stdout
+
+
+def test_quick_models_section_times_every_variant(tmp_path):
+    from benchmark import MODEL_VARIANTS, main
+
+    out = tmp_path / "models.json"
+    main(["--quick", "--repeats", "2", "--sections", "models", "--out", str(out)])
+    report = json.loads(out.read_text())["models"]
+    assert set(report) == set(MODEL_VARIANTS)
+    for r in report.values():
+        assert 0 < r["min_s"] <= r["median_s"] <= r["max_s"]
+    assert report["small+vgg16"]["vs_small_vgg16"] == 1.0
