@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -37,6 +41,53 @@ def pytest_configure(config: pytest.Config) -> None:
             "expects ../shared/models/vgg16_features.pth (or FASTNST_VGG16_WEIGHTS)"
         )
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+def run_console(
+    main: Callable[[list[str]], int | None], args, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """A console script's ``main(args)`` in this process, as ``subprocess.run`` reports it.
+
+    Exit status from the return value or ``SystemExit``; stdout and stderr captured. The
+    installed console scripts themselves are run as subprocesses by a few tests (that they
+    start, and what they import); everything else saves a process start and its imports.
+    """
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    before = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                status = main(argv) or 0
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
+def run_hydra_cli(
+    argv: list, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, main=None
+) -> tuple[int, str]:
+    """``python -m fastnst.train ARGV`` (or another Hydra ``main``) in this process:
+    (exit status, stderr).
+
+    The Hydra entry point is called as the console would call it (it reads ``sys.argv``); a
+    subprocess would add several seconds of imports per call and test nothing more.
+    """
+    if main is None:
+        from fastnst.train import main
+
+    monkeypatch.setattr(sys, "argv", ["fastnst", *map(str, argv)])
+    capsys.readouterr()
+    try:
+        main()
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    return status, capsys.readouterr().err
 
 
 def compose_config(overrides: list[str] | None = None):

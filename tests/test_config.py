@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -15,7 +13,7 @@ from fastnst.losses import PerceptualLoss
 from fastnst.train import CONF_DIR, build
 from fastnst.transformer import TransformerNet
 
-from .conftest import COCO_TRAIN, STYLES, compose_config
+from .conftest import COCO_TRAIN, STYLES, compose_config, run_hydra_cli
 
 GROUPS = ("style", "data", "model", "loss", "trainer")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
@@ -82,33 +80,21 @@ def test_cuda_trainer_option_targets_a_gpu():
             build(cfg, CONF_DIR.parent / "outputs" / "unused")
 
 
-def test_cli_missing_coco_is_one_clear_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "fastnst.train", f"data.root={tmp_path / 'coco' / 'train2017'}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_cli_missing_coco_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"data.root={tmp_path / 'coco' / 'train2017'}"], monkeypatch, capsys
     )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert status == 2
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train2017.zip" in errors[0] and "data.root=" in errors[0]
 
 
-def test_cli_missing_style_image_is_one_clear_line(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastnst.train",
-            f"data.root={tmp_path}",
-            f"style.image={tmp_path / 'nope.jpg'}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def test_cli_missing_style_image_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"data.root={tmp_path}", f"style.image={tmp_path / 'nope.jpg'}"], monkeypatch, capsys
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "nope.jpg does not exist" in result.stderr
+    assert status == 2 and "Traceback" not in stderr
+    assert "nope.jpg does not exist" in stderr

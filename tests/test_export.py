@@ -11,18 +11,18 @@ import pytest
 import torch
 
 from fastnst import export, stylize
+from fastnst.export import main as export_main
 from fastnst.images import load_image
+from fastnst.stylize import main as stylize_main
 
-from .conftest import CONTENT, STYLIZE
+from .conftest import CONTENT, run_console
 
-EXPORT = STYLIZE.parent / "fastnst-export"
 PHOTO = CONTENT / "sailboat.jpg"
 
 
 def _export(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(EXPORT), *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    """fastnst-export ARGS, in this process (see conftest.run_console)."""
+    return run_console(export_main, args)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,7 @@ def test_onnx_carries_the_style_name(onnx_file):
 
 def test_stylize_runs_an_onnx_file_like_the_checkpoint(tiny_checkpoint, onnx_file, tmp_path):
     for model, name in ((tiny_checkpoint, "ckpt.png"), (onnx_file, "onnx.png")):
-        result = subprocess.run(
-            [str(STYLIZE), str(model), str(PHOTO), "-o", str(tmp_path / name), "--size", "99"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = run_console(stylize_main, [model, PHOTO, "-o", tmp_path / name, "--size", "99"])
         assert result.returncode == 0, result.stderr
     diff = (load_image(tmp_path / "ckpt.png") - load_image(tmp_path / "onnx.png")).abs()
     assert diff.max() <= 1 / 255 + 1e-6
@@ -70,11 +65,8 @@ def test_stylize_runs_an_onnx_file_like_the_checkpoint(tiny_checkpoint, onnx_fil
 
 
 def test_onnx_file_cannot_tile(onnx_file, tmp_path):
-    result = subprocess.run(
-        [str(STYLIZE), str(onnx_file), str(PHOTO), "--tile", "128", "-o", str(tmp_path / "x.png")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_console(
+        stylize_main, [onnx_file, PHOTO, "--tile", "128", "-o", tmp_path / "x.png"]
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--tile needs a .ckpt" in result.stderr
@@ -120,11 +112,6 @@ def test_onnx_without_onnxruntime_is_one_clear_line(onnx_file, monkeypatch):
 
 
 def test_onnx_with_reduced_precision_is_a_usage_error(onnx_file, tmp_path):
-    result = subprocess.run(
-        [str(STYLIZE), str(onnx_file), str(PHOTO), "--precision", "bf16", "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_console(stylize_main, [onnx_file, PHOTO, "--precision", "bf16", "--device", "cpu"])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "needs a .ckpt" in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from .conftest import (
     STARRY_NIGHT,
     STYLIZE,
     compose_config,
+    run_hydra_cli,
 )
 
 COCO_FILES = sorted(COCO_TRAIN.glob("*.jpg"))
@@ -153,34 +153,36 @@ BAD_OVERRIDES = [
 
 
 @pytest.mark.parametrize(("override", "message"), BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
-def test_bad_override_is_one_line_with_exit_status_2(tmp_path, override, message):
+def test_bad_override_is_one_line_with_exit_status_2(
+    tmp_path, monkeypatch, capsys, override, message
+):
     if override == "trainer.accelerator=gpu" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU, so the override is valid here")
-    result = subprocess.run(
-        [sys.executable, "-m", "fastnst.train", f"style.image={STARRY_NIGHT}",
-         f"data.root={COCO_TRAIN}", "loss.vgg_weights=random", *override.split(),
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
+         *override.split(), f"hydra.run.dir={tmp_path / 'run'}"],
+        monkeypatch, capsys,
     )  # fmt: skip
-    assert result.returncode == 2, result.stderr[-1500:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-1500:]
+    assert status == 2, stderr[-1500:]
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], stderr[-1500:]
     # Failed before any heavy work: no checkpoint folder, no TensorBoard run.
     assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
-def test_weights_file_of_the_other_network_is_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "fastnst.train", f"style.image={STARRY_NIGHT}",
-         f"data.root={COCO_TRAIN}", f"loss.vgg_weights={SHARED_MODELS_VGG16}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+def test_weights_file_of_the_other_network_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}",
+         f"loss.vgg_weights={SHARED_MODELS_VGG16}", f"hydra.run.dir={tmp_path / 'run'}"],
+        monkeypatch, capsys,
     )  # fmt: skip
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-1500:]
+    assert status == 1 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr[-1500:]
     assert "holds VGG16 weights, but the loss network is vgg19" in errors[0]
     assert not (tmp_path / "checkpoints").exists()
 

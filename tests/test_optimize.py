@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
-import subprocess
+import runpy
 import sys
+from unittest import mock
 
 import pytest
 import torch
@@ -12,8 +13,9 @@ import torch
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.optimize import initial_image, optimize_image
+from fastnst.optimize import main as optimize_main
 
-from .conftest import CONTENT, REPO, STARRY_NIGHT
+from .conftest import CONTENT, REPO, STARRY_NIGHT, run_console, run_hydra_cli
 
 PHOTO = CONTENT / "tubingen.jpg"
 
@@ -110,13 +112,11 @@ def test_noise_init_is_seeded_and_not_the_photo(content):
         initial_image(content, "zeros")
 
 
-def test_cli_writes_image_and_per_step_csv(tmp_path):
+def test_cli_writes_image_and_per_step_csv(tmp_path, monkeypatch, capsys):
     out = tmp_path / "result.png"
-    result = subprocess.run(
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
         [
-            sys.executable,
-            "-m",
-            "fastnst.optimize",
             f"content={PHOTO}",
             f"style.image={STARRY_NIGHT}",
             "loss.vgg_weights=random",
@@ -127,12 +127,11 @@ def test_cli_writes_image_and_per_step_csv(tmp_path):
             f"output={out}",
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
+        monkeypatch,
+        capsys,
+        main=optimize_main,
     )
-    assert result.returncode == 0, result.stderr
+    assert status == 0, stderr
     assert load_image(out).shape[1:] == load_image(PHOTO, 48).shape[1:]
     rows = list(csv.DictReader(open(tmp_path / "run" / "losses.csv")))
     assert [int(r["step"]) for r in rows] == [0, 2, 4, 6]
@@ -146,29 +145,28 @@ def test_cli_writes_image_and_per_step_csv(tmp_path):
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_cli_without_content_is_one_clear_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "fastnst.optimize", f"style.image={STARRY_NIGHT}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
+def test_cli_without_content_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}"], monkeypatch, capsys, main=optimize_main
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "content=" in result.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "fastnst.optimize", f"content={PHOTO}", "loss.tap=sigmoid"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2 and "loss.tap must be one of" in result.stderr
+    assert status == 2 and "Traceback" not in stderr
+    assert "content=" in stderr
+    status, stderr = run_hydra_cli(
+        [f"content={PHOTO}", "loss.tap=sigmoid"], monkeypatch, capsys, main=optimize_main
+    )
+    assert status == 2 and "loss.tap must be one of" in stderr
 
 
 def _compare(tmp_path, *args: str, script: str = "compare_taps.py") -> list[dict]:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), "--size", "32", "--style-size", "48",
-         "--out", str(tmp_path), "--quiet", *args],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    def run_script(argv: list[str]) -> None:
+        # The script file itself, as `python scripts/<script>` runs it, in this process.
+        with mock.patch.object(sys, "argv", [script, *argv]):
+            runpy.run_path(str(REPO / "scripts" / script), run_name="__main__")
+
+    result = run_console(
+        run_script, ["--size", "32", "--style-size", "48", "--out", tmp_path, "--quiet", *args]
+    )
     assert result.returncode == 0, result.stderr
     for name in ("history.csv", "summary.md", "plot.png", "final.png"):
         assert (tmp_path / name).is_file(), name

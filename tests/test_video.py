@@ -8,7 +8,9 @@ import av
 import numpy as np
 import pytest
 
-from .conftest import STYLIZE
+from fastnst.stylize import main as stylize_main
+
+from .conftest import run_console
 
 FPS, FRAMES, SIZE = 12, 18, (96, 64)
 
@@ -56,12 +58,8 @@ def describe(path) -> dict:
 
 
 def _run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(STYLIZE), *map(str, args), "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """fastnst-stylize ARGS --device cpu, in this process (see conftest.run_console)."""
+    return run_console(stylize_main, [*args, "--device", "cpu"])
 
 
 @pytest.mark.parametrize("batch", ["1", "4"])
