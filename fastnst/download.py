@@ -13,11 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fastnst.images import ImageReadError
-
-
-class DownloadError(Exception):
-    """A download failed or delivered the wrong bytes; the message says what to do."""
+from fastnst.errors import DownloadError, require
 
 
 def cache_dir() -> Path:
@@ -111,14 +107,21 @@ def cached_download(url: str, sha256: str, relative_path: str, timeout: float = 
 
 def style_image_path(style: Mapping[str, Any]) -> Path:
     """The painting of a ``conf/style`` entry: its ``image`` if set, else its ``url`` fetched
-    once into the cache and checked against its ``sha256``."""
+    once into the cache and checked against its ``sha256``.
+
+    Raises:
+        ConfigError: no image file and no url with a checksum (keys of the entry).
+        DownloadError: the download failed or did not match.
+    """
     name = style["name"]
     if style.get("image"):
         path = Path(style["image"]).expanduser()
-        if not path.is_file():
-            raise ImageReadError(f"style image {path} does not exist (style.image)")
+        require(path.is_file(), "image", f"{path} does not exist")
         return path.resolve()
-    if not style.get("url"):
-        raise ValueError(f"style {name!r} has neither an image nor a url")
+    require(
+        bool(style.get("url")) and bool(style.get("sha256")),
+        "url",
+        f"style {name!r} needs style.image or both style.url and style.sha256",
+    )
     suffix = Path(style["url"]).suffix or ".jpg"
     return cached_download(style["url"], style["sha256"], f"styles/{name}{suffix}")

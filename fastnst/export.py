@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 
-from fastnst.images import written_atomically
-from fastnst.stylize import CheckpointError, load_network
+from fastnst.checkpoint import load_network
+from fastnst.errors import CheckpointError
+from fastnst.files import written_atomically
+from fastnst.onnx_runtime import OnnxNetwork
 from fastnst.transformer import TransformerNet
 
 # Exported graphs have no branch for images below the network's minimum size; OnnxNetwork
-# pads those itself, other runtimes must pass at least this.
+# (fastnst.onnx_runtime) pads those itself, other runtimes must pass at least this.
 MIN_EXPORT_SIZE = TransformerNet.min_size
 ONNX_OPSET = 18
 # Sizes the export is verified on: odd, non-square, and a batch of two.
@@ -80,46 +82,6 @@ def export_torchscript(net: TransformerNet, path: Path, style: str) -> None:
         )
     with written_atomically(path) as partial:
         partial.write_bytes(buffer.getvalue())
-
-
-class OnnxNetwork:
-    """An exported .onnx network run by onnxruntime, called like the PyTorch one."""
-
-    def __init__(self, path: str | Path, device: torch.device | str = "cpu") -> None:
-        path = Path(path)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise CheckpointError(
-                f"{path}: running .onnx files needs onnxruntime: pip install 'fastnst[onnx]'"
-            ) from None
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such file")
-        providers = ["CPUExecutionProvider"]
-        if torch.device(device).type == "cuda":
-            providers.insert(0, "CUDAExecutionProvider")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own unexported exception types
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path}: not a usable ONNX model ({reason})") from None
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
-            raise CheckpointError(f"{path}: not a fastnst export (expects one NCHW RGB input)")
-        self.input_name = inputs[0].name
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.style = meta.get("fastnst.style", path.stem)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if h < MIN_EXPORT_SIZE or w < MIN_EXPORT_SIZE:
-            pad = (0, max(MIN_EXPORT_SIZE - w, 0), 0, max(MIN_EXPORT_SIZE - h, 0))
-            x = torch.nn.functional.pad(x, pad, mode="replicate")
-        array = x.detach().float().cpu().contiguous().numpy()
-        (y,) = self.session.run(None, {self.input_name: array})
-        return torch.from_numpy(y)[:, :, :h, :w]
 
 
 def verify(net: TransformerNet, path: Path, fmt: str) -> float:

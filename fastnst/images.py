@@ -7,7 +7,6 @@ happens here and nowhere else.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities")
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+from fastnst.errors import ImageReadError
+from fastnst.files import written_atomically
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -46,24 +48,6 @@ def find_images(root: str | Path) -> list[Path]:
     return sorted(
         p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )
-
-
-@contextmanager
-def written_atomically(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same extension) to write; on success it is
-    renamed to ``path``, so a file appears complete or not at all; on failure it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-class ImageReadError(Exception):
-    """A file could not be read as an image; the message names the file."""
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -60,14 +60,14 @@ def available_memory(device: torch.device) -> int:
 
 def forward_memory(net: nn.Module, height: int, width: int) -> int:
     """Estimated peak bytes of one untiled forward of ``net`` on a height x width image."""
-    channels = net.base_channels if isinstance(net, TransformerNet) else 32
+    channels = tiling.full_resolution_channels(net) if isinstance(net, TransformerNet) else 32
     return height * width * channels * BYTES_PER_PIXEL_PER_CHANNEL
 
 
 def tile_for_budget(net: nn.Module, budget: int) -> int:
     """The largest tile side (multiple of TILE_ALIGN) whose forward, context included, fits."""
     side = math.isqrt(max(0, budget) // forward_memory(net, 1, 1)) - 2 * tiling.TILE_CONTEXT
-    return max(tiling.TILE_ALIGN * 16, side // tiling.TILE_ALIGN * tiling.TILE_ALIGN)
+    return max(tiling.MIN_TILE, side // tiling.TILE_ALIGN * tiling.TILE_ALIGN)
 
 
 # --- colour and strength -------------------------------------------------------------------

@@ -23,7 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.vgg import VGGFeatures, check_network, layer_for_tap
+from fastnst.errors import check_number, require
+from fastnst.vgg import (
+    TAPS,
+    VGGFeatures,
+    check_layer_names,
+    check_network,
+    check_weights,
+    layer_for_tap,
+)
 
 # The origin document's layers: style after "ReLU 1, 3, 5, 9, 13", content after "ReLU 10"
 # (counting convs), i.e. the first ReLU of every block for style and relu4_2 for content.
@@ -78,12 +86,16 @@ def relative_sq_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class PerceptualLoss(nn.Module):
     """Johnson et al.'s perceptual loss against one style image.
 
-    The style statistics of the style image are computed once, here, and kept as detached
-    buffers. :meth:`forward` returns the weighted terms ``content``, ``style``, ``tv`` and
-    their sum ``total``.
+    The style statistics of the painting are computed once, by :meth:`set_style` (called by
+    the constructor when ``style_image`` is given), and kept as detached buffers; the VGG is
+    built then too, so that every setting is checked before anything heavy happens.
+    :meth:`forward` returns the weighted terms named in :attr:`TERMS` and their sum, ``total``.
+    A new term is a method ``_<name>_term`` returning its unweighted value, its name in
+    :attr:`TERMS` and its weight (a constructor argument ``<name>_weight``).
 
     Args:
-        style_image: the painting, float RGB in [0, 1], CHW or 1xCHW.
+        style_image: the painting, float RGB in [0, 1], CHW or 1xCHW; or None, to give it
+            later with :meth:`set_style`.
         style_layers: canonical layer names of ``network`` for the style term.
         content_layers: canonical layer names of ``network`` for the content term.
         style_layer_weights: one weight per style layer (default: all 1).
@@ -95,11 +107,18 @@ class PerceptualLoss(nn.Module):
         vgg_seed: seed for ``vgg_weights="random"``.
         normalize: each term relative to its target's energy (scale-free, see the module
             docstring); ``False``: the origin document's raw mean squared errors.
+
+    Raises:
+        ConfigError: a setting that cannot work, named by its argument; checked before the
+            VGG is built.
     """
+
+    # The terms, in the order they are computed, logged and summed.
+    TERMS = ("content", "style", "tv")
 
     def __init__(
         self,
-        style_image: torch.Tensor,
+        style_image: torch.Tensor | None = None,
         style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
         content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
         style_layer_weights: Sequence[float] | None = None,
@@ -115,28 +134,58 @@ class PerceptualLoss(nn.Module):
     ) -> None:
         super().__init__()
         check_network(network)
-        if style_stat not in STYLE_STATS:
-            raise ValueError(f"style_stat must be one of {sorted(STYLE_STATS)}, got {style_stat!r}")
+        style_layers, content_layers = list(style_layers), list(content_layers)
+        check_layer_names(style_layers, network, "style_layers")
+        check_layer_names(content_layers, network, "content_layers")
+        require(tap in TAPS, "tap", f"must be one of {TAPS}, got {tap!r}")
+        require(
+            style_stat in STYLE_STATS,
+            "style_stat",
+            f"must be one of {tuple(STYLE_STATS)}, got {style_stat!r}",
+        )
+        require(
+            isinstance(normalize, bool), "normalize", f"must be true or false, got {normalize!r}"
+        )
         if style_layer_weights is None:
             style_layer_weights = [1.0] * len(style_layers)
-        if len(style_layer_weights) != len(style_layers):
-            raise ValueError(
-                f"{len(style_layer_weights)} style_layer_weights for {len(style_layers)} "
-                "style_layers"
-            )
+        style_layer_weights = list(style_layer_weights)
+        require(
+            len(style_layer_weights) == len(style_layers),
+            "style_layer_weights",
+            f"has {len(style_layer_weights)} entries for {len(style_layers)} style layers",
+        )
+        require(
+            all(isinstance(w, int | float) and w >= 0 for w in style_layer_weights),
+            "style_layer_weights",
+            f"must be numbers >= 0, got {style_layer_weights}",
+        )
+        self.weights = {"content": content_weight, "style": style_weight, "tv": tv_weight}
+        for name, weight in self.weights.items():
+            check_number(weight, f"{name}_weight", 0)
+        self.weights = {name: float(w) for name, w in self.weights.items()}
+
         self.style_layers = [layer_for_tap(n, tap, network) for n in style_layers]
         self.content_layers = [layer_for_tap(n, tap, network) for n in content_layers]
         self.style_layer_weights = [float(w) for w in style_layer_weights]
-        self.style_weight = float(style_weight)
-        self.content_weight = float(content_weight)
-        self.tv_weight = float(tv_weight)
         self.style_stat = STYLE_STATS[style_stat]
-        self.normalize = bool(normalize)
-        self.vgg = VGGFeatures(
-            self.style_layers + self.content_layers, vgg_weights, vgg_seed, network=network
-        )
+        self.normalize = normalize
+        self.network, self.vgg_weights, self.vgg_seed = network, vgg_weights, vgg_seed
+        check_weights(vgg_weights)
+        self.vgg: VGGFeatures | None = None
+        if style_image is not None:
+            self.set_style(style_image)
 
+    def set_style(self, style_image: torch.Tensor) -> None:
+        """Compute the painting's style statistics (building the VGG the first time)."""
+        if self.vgg is None:
+            self.vgg = VGGFeatures(
+                self.style_layers + self.content_layers,
+                self.vgg_weights,
+                self.vgg_seed,
+                network=self.network,
+            )
         style = style_image if style_image.dim() == 4 else style_image.unsqueeze(0)
+        style = style.to(next(self.vgg.buffers()).device)
         with torch.no_grad():
             feats = self.vgg(style, self.style_layers)
             for i, name in enumerate(self.style_layers):
@@ -144,40 +193,68 @@ class PerceptualLoss(nn.Module):
                     f"style_target_{i}", self.style_stat(feats[name]).detach(), persistent=False
                 )
 
+    @property
+    def style_weight(self) -> float:
+        return self.weights["style"]
+
+    @property
+    def content_weight(self) -> float:
+        return self.weights["content"]
+
+    @property
+    def tv_weight(self) -> float:
+        return self.weights["tv"]
+
     def style_targets(self) -> list[torch.Tensor]:
         return [getattr(self, f"style_target_{i}") for i in range(len(self.style_layers))]
+
+    def _features(self) -> VGGFeatures:
+        if self.vgg is None:
+            raise RuntimeError("PerceptualLoss has no painting yet: call set_style() first")
+        return self.vgg
 
     @torch.no_grad()
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """VGG features of the content images at the content layers, without a graph."""
-        return {k: v.detach() for k, v in self.vgg(content, self.content_layers).items()}
+        return {k: v.detach() for k, v in self._features()(content, self.content_layers).items()}
 
     def terms(
         self, output: torch.Tensor, content_targets: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Loss terms of ``output`` against precomputed content targets and the style."""
-        feats = self.vgg(output)
+        """Weighted loss terms of ``output`` against precomputed content targets and the
+        style, in :attr:`TERMS` order, and their sum ``total``."""
+        feats = self._features()(output)
         with _fp32(output):
-            content = sum(
-                self._difference(feats[name], content_targets[name]) for name in self.content_layers
-            )
-            style = sum(
-                w * self._difference(self.style_stat(feats[name]), target)
-                for w, name, target in zip(
-                    self.style_layer_weights, self.style_layers, self.style_targets(), strict=True
-                )
-            )
-            if self.normalize:
-                # Averages over layers, so that adding a layer does not change the balance.
-                content = content / len(self.content_layers)
-                style = style / len(self.style_layers)
             terms = {
-                "content": self.content_weight * content,
-                "style": self.style_weight * style,
-                "tv": self.tv_weight * total_variation(output),
+                name: self.weights[name]
+                * getattr(self, f"_{name}_term")(output, feats, content_targets)
+                for name in self.TERMS
             }
-            terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+            terms["total"] = sum_of_terms(terms)
         return terms
+
+    def _content_term(
+        self, output: torch.Tensor, feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        content = sum(self._difference(feats[name], targets[name]) for name in self.content_layers)
+        # Normalised terms average over layers, so that adding a layer keeps the balance.
+        return content / len(self.content_layers) if self.normalize else content
+
+    def _style_term(
+        self, output: torch.Tensor, feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        style = sum(
+            w * self._difference(self.style_stat(feats[name]), target)
+            for w, name, target in zip(
+                self.style_layer_weights, self.style_layers, self.style_targets(), strict=True
+            )
+        )
+        return style / len(self.style_layers) if self.normalize else style
+
+    def _tv_term(
+        self, output: torch.Tensor, feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        return total_variation(output)
 
     def _difference(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.normalize:
@@ -187,3 +264,12 @@ class PerceptualLoss(nn.Module):
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of stylized ``output`` for the content images it was made from."""
         return self.terms(output, self.content_targets(content))
+
+
+def sum_of_terms(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The total of weighted terms, added in their order (``total`` itself excluded)."""
+    values = [v for k, v in terms.items() if k != "total"]
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total

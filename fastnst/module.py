@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torchvision.utils import make_grid
 
+from fastnst import checkpoint as ckpt_format
+from fastnst.download import style_image_path
+from fastnst.errors import NonFiniteLossError, check_number, settings_of
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.transformer import TransformerNet
-
-# Written into every checkpoint so that fastnst-stylize can tell one of ours from any other.
-CHECKPOINT_KIND = "fastnst.TransformerNet"
+from fastnst.vgg import MIN_IMAGE_SIZE
 
 GRID_IMAGES = 8
+# The style group's settings a caller may leave out (conf/style/*.yaml has them all).
+STYLE_DEFAULTS = {
+    "name": "style",
+    "image": None,
+    "url": None,
+    "sha256": None,
+    "size": 512,
+    "weight": 3.0,
+}
 
 # The frozen VGG stays in eval mode on purpose; Lightning would warn about it at every fit.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -28,10 +40,6 @@ warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the message names the step."""
-
-
 class StyleTransferModule(pl.LightningModule):
     """Trains a :class:`TransformerNet` for one style.
 
@@ -40,32 +48,42 @@ class StyleTransferModule(pl.LightningModule):
     ``net.*`` weights. The VGG is not saved; it is rebuilt from ``loss["vgg_weights"]``.
 
     Args:
-        style_image: path of the style image.
-        style_name: a short name for logs and output files.
-        style_size: the style image is resized so its long side has this many pixels
-            (``None``: as it is).
-        style_weight: weight of the style term.
+        style: the painting, as the ``style`` config group: ``name`` (for logs and output
+            files), ``image`` (a file) or ``url`` and ``sha256`` (fetched once into the cache),
+            ``size`` (long side in pixels when its statistics are taken; None: as it is) and
+            ``weight`` (of the style term). A path alone is a painting named after its file.
         model: keyword arguments of :class:`TransformerNet`.
         loss: keyword arguments of :class:`PerceptualLoss` (but the style image and weight).
         lr: Adam learning rate.
+
+    Raises:
+        ConfigError: a setting that cannot work, named by its config key.
     """
 
     def __init__(
         self,
-        style_image: str,
-        style_name: str = "style",
-        style_size: int | None = 512,
-        style_weight: float = 3.0,
+        style: Mapping[str, Any] | str,
         model: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = TransformerNet(**(model or {}))
-        self.loss = PerceptualLoss(
-            load_image(style_image, style_size), style_weight=style_weight, **(loss or {})
-        )
+        if not isinstance(style, Mapping):
+            style = {"name": Path(style).stem, "image": str(style)}
+        style = {**STYLE_DEFAULTS, **style}
+        self.save_hyperparameters({"style": style, "model": model, "loss": loss, "lr": lr})
+        self.style_name = str(style["name"])
+        check_number(lr, "lr", 0, strict=True)
+        if style["size"] is not None:
+            check_number(style["size"], "style.size", MIN_IMAGE_SIZE, integer=True)
+        with settings_of("model"):
+            self.net = TransformerNet(**(model or {}))
+        with settings_of("loss", renamed={"style_weight": "style.weight"}):
+            self.loss = PerceptualLoss(style_weight=style["weight"], **(loss or {}))
+        # Every setting is checked; now the painting (maybe a download) and the VGG.
+        with settings_of("style"):
+            painting = style_image_path(style)
+        self.loss.set_style(load_image(painting, style["size"]))
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
         self._input_style: torch.Tensor | None = None
@@ -146,7 +164,4 @@ class StyleTransferModule(pl.LightningModule):
         self.check_finite()
         # The frozen VGG (60-80 MB) is rebuilt from its weights setting; only the network
         # being trained goes into the file.
-        checkpoint["state_dict"] = {
-            k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")
-        }
-        checkpoint["fastnst"] = {"kind": CHECKPOINT_KIND, "style_name": self.hparams.style_name}
+        ckpt_format.prepare(checkpoint, self.style_name)

@@ -22,11 +22,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from fastnst.config import MIN_IMAGE_SIZE, ConfigError, check_loss, check_style
+from fastnst.cli import CONF_DIR, run_job
+from fastnst.devices import pick_device
 from fastnst.download import style_image_path
+from fastnst.errors import ConfigError, check_number, require, settings_of
 from fastnst.images import load_image, save_image
 from fastnst.losses import PerceptualLoss
-from fastnst.train import CONF_DIR, run_reporting_errors
+from fastnst.vgg import MIN_IMAGE_SIZE
 
 OPTIMIZERS = ("adam", "lbfgs")
 INITS = ("content", "noise")
@@ -161,34 +163,38 @@ def optimize_image(
 
 
 def check_optimize(cfg: DictConfig) -> None:
-    """Fail in one line before the VGG is built (exit status 2)."""
+    """This job's own settings, in one line each before the VGG is built (exit status 2)."""
     if cfg.content is None:
-        raise ConfigError("give the photo to stylize: content=/path/to/photo.jpg")
-    if not Path(cfg.content).expanduser().is_file():
-        raise ConfigError(f"content: {cfg.content} does not exist")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
-    if cfg.init not in INITS:
-        raise ConfigError(f"init must be one of {INITS}, got {cfg.init!r}")
-    if not isinstance(cfg.steps, int) or cfg.steps < 0:
-        raise ConfigError(f"steps must be a whole number >= 0, got {cfg.steps!r}")
-    if not isinstance(cfg.log_every, int) or cfg.log_every < 1:
-        raise ConfigError(f"log_every must be a whole number >= 1, got {cfg.log_every!r}")
-    if cfg.size is not None and (not isinstance(cfg.size, int) or cfg.size < MIN_IMAGE_SIZE):
-        raise ConfigError(f"size must be at least {MIN_IMAGE_SIZE} pixels, got {cfg.size!r}")
-    check_loss(cfg.loss)
-    check_style(cfg.style)
+        raise ConfigError("content", "give the photo to stylize: content=/path/to/photo.jpg")
+    require(Path(cfg.content).expanduser().is_file(), "content", f"{cfg.content} does not exist")
+    require(
+        cfg.optimizer in OPTIMIZERS,
+        "optimizer",
+        f"must be one of {OPTIMIZERS}, got {cfg.optimizer!r}",
+    )
+    require(cfg.init in INITS, "init", f"must be one of {INITS}, got {cfg.init!r}")
+    check_number(cfg.steps, "steps", 0, integer=True)
+    check_number(cfg.log_every, "log_every", 1, integer=True)
+    if cfg.size is not None:
+        check_number(cfg.size, "size", MIN_IMAGE_SIZE, integer=True)
 
 
 def _run(cfg: DictConfig, out_dir: Path) -> Path:
     check_optimize(cfg)
     content_path = Path(cfg.content).expanduser()
     content = load_image(content_path, cfg.size).unsqueeze(0)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    style = load_image(style_image_path(cfg.style), cfg.style.size)
-    loss = PerceptualLoss(
-        style, style_weight=cfg.style.weight, **OmegaConf.to_container(cfg.loss, resolve=True)
-    ).to(device)
+    device = pick_device()
+    if cfg.style.size is not None:
+        check_number(cfg.style.size, "style.size", MIN_IMAGE_SIZE, integer=True)
+    with settings_of("loss", renamed={"style_weight": "style.weight"}):
+        loss = PerceptualLoss(
+            style_weight=cfg.style.weight, **OmegaConf.to_container(cfg.loss, resolve=True)
+        )
+    # Every setting is checked; now the painting (maybe a download) and the VGG.
+    with settings_of("style"):
+        style_path = style_image_path(cfg.style)
+    loss.set_style(load_image(style_path, cfg.style.size))
+    loss = loss.to(device)
 
     output = (
         Path(cfg.output) if cfg.output else out_dir / f"{content_path.stem}_{cfg.style.name}.png"
@@ -199,13 +205,12 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     with open(out_dir / "losses.csv", "w", newline="") as f:
         table = csv.writer(f)
-        table.writerow(["step", "content", "style", "tv", "total"])
+        names = [*loss.TERMS, "total"]
+        table.writerow(["step", *names])
 
         def on_log(step: int, terms: dict[str, float], image: torch.Tensor) -> None:
             if step % cfg.log_every == 0 or step == cfg.steps:
-                table.writerow(
-                    [step] + [f"{terms[k]:.6g}" for k in ("content", "style", "tv", "total")]
-                )
+                table.writerow([step] + [f"{terms[k]:.6g}" for k in names])
                 for k, v in terms.items():
                     writer.add_scalar(f"optimize/{k}", v, step)
             if cfg.snapshot_every and (step % cfg.snapshot_every == 0 or step == cfg.steps):
@@ -237,7 +242,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="optimize", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_reporting_errors(_run, cfg)
+    run_job(_run, cfg)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,16 @@ import glob
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from fastnst.checkpoint import load_any
+from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
+from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
-    ImageReadError,
     find_images,
     image_format,
     load_image_with_alpha,
@@ -29,72 +30,10 @@ from fastnst.images import (
     save_image,
 )
 from fastnst.inference import Stylizer, parse_memory
+from fastnst.tiling import MIN_TILE
 from fastnst.transformer import TransformerNet
 
-# Kept equal to fastnst.module.CHECKPOINT_KIND (a test checks), without importing Lightning.
-CHECKPOINT_KIND = "fastnst.TransformerNet"
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-
-
-class CheckpointError(Exception):
-    """The file is not a fastnst checkpoint."""
-
-
-class InputError(Exception):
-    """One input cannot be done; the message names it."""
-
-
-def load_network(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[TransformerNet, str]:
-    """Rebuild the trained network from a checkpoint file; returns (network, style name).
-
-    The file is read with ``weights_only=True``: a checkpoint cannot run code on load.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        ckpt: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file it cannot read
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a fastnst checkpoint ({reason})") from None
-    meta = ckpt.get("fastnst") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("kind") != CHECKPOINT_KIND:
-        raise CheckpointError(f"{path}: not a fastnst checkpoint (no fastnst model in it)")
-    hparams = ckpt.get("hyper_parameters", {})
-    net = TransformerNet(**(hparams.get("model") or {}))
-    state = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: damaged fastnst checkpoint ({exc})") from None
-    return net.to(device).eval(), str(meta.get("style_name", "styled"))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("--device cuda: no CUDA device is available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise CheckpointError("--device mps: no Apple GPU (MPS) is available")
-    return torch.device(name)
-
-
-def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for --precision on this device; CheckpointError where unsupported."""
-    if precision == "fp32":
-        return None
-    if precision == "fp16" and device.type not in ("cuda", "mps"):
-        raise CheckpointError("--precision fp16 needs CUDA or MPS; use bf16 on the CPU")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise CheckpointError("--precision bf16: this GPU has no bfloat16; use fp16")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 # --- which files, and where their results go -----------------------------------------------
@@ -226,11 +165,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="0..1: linear blend of input (0) and stylized image (1); default 1",
     )
     run = parser.add_argument_group("speed and memory")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    run.add_argument("--device", default="auto", choices=DEVICES)
     run.add_argument(
         "--precision",
         default="fp32",
-        choices=["fp32", "bf16", "fp16"],
+        choices=PRECISIONS,
         help="bf16/fp16 run under autocast (fp16: CUDA/MPS; bf16: CPU/CUDA/MPS); about 2x faster, "
         "within a few 8-bit levels of fp32",
     )
@@ -267,8 +206,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--batch-size must be at least 1")
     if not 1 <= args.quality <= 100:
         parser.error("--quality must be within 1..100")
-    if args.tile is not None and args.tile < 64:
-        parser.error("--tile must be at least 64")
+    if args.tile is not None and args.tile < MIN_TILE:
+        parser.error(f"--tile must be at least {MIN_TILE}")
     if args.ext is not None:
         args.ext = args.ext if args.ext.startswith(".") else f".{args.ext}"
         try:
@@ -334,9 +273,8 @@ class Run:
                 self.bar.update(1)
             return
         except RuntimeError as exc:  # a backend refusing an input (e.g. onnxruntime)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             for job, _, _ in pending:
-                self.error(f"{job.src}: stylizing failed ({reason})")
+                self.error(f"{job.src}: stylizing failed ({first_line(exc)})")
                 self.bar.update(1)
             return
         finally:
@@ -387,22 +325,12 @@ class Run:
             self.bar.update(1)
 
 
-def load_any(path: Path, device: torch.device) -> tuple[Any, str]:
-    """A .ckpt (TransformerNet) or an exported .onnx (through onnxruntime)."""
-    if path.suffix.lower() == ".onnx":
-        from fastnst.export import OnnxNetwork
-
-        onnx_net = OnnxNetwork(path, device)
-        return onnx_net, onnx_net.style
-    return load_network(path, device)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        device = pick_device(args.device)
-        dtype = check_precision(args.precision, device)
-    except CheckpointError as exc:
+        device = pick_device(args.device, key="--device")
+        dtype = autocast_dtype(args.precision, device, key="--precision")
+    except ConfigError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -4,7 +4,10 @@ Every instance norm of the network normalises each channel by its mean and varia
 whole image; tiles that normalise themselves disagree and the seams show. Here each norm's
 statistics are accumulated over the whole image before any later layer runs, so the result
 equals the untiled forward pass up to float rounding, while only one tile (or band) of
-full-resolution activations exists at a time:
+full-resolution activations exists at a time. The walk follows what the network declares
+(``net.stages()``: chains of blocks and residual stages; its norms are
+:class:`fastnst.transformer.InstanceNorm`, which take fixed statistics), so other widths and
+depths tile exactly too. For the Johnson network:
 
 1. Encoder (full resolution -> 1/4): for each of its three norms, one pass over the image in
    tiles computes the layers up to that norm (earlier norms fixed) and sums the channel
@@ -17,7 +20,7 @@ full-resolution activations exists at a time:
 
 Cost: about 1.6 untiled forward passes of arithmetic (the encoder and decoder prefixes are
 recomputed per norm; the residual stack, most of the work, runs once). Memory: three 1/4-res
-maps (``EXACT_BYTES_PER_PIXEL``) plus one tile's pass.
+maps (:func:`exact_memory`) plus one tile's pass.
 
 When even those maps do not fit, :func:`stylize_tiled` (end of this module) approximates:
 statistics from one pass over a downscaled copy of the image (the "thumbnail instance
@@ -25,57 +28,56 @@ normalisation" of Chen et al. 2022, URST), tiles with context thrown away and cr
 
 Each tile carries ``CONTEXT`` input pixels on every inner side, more than the reach of the
 layers it runs, so its own region is computed exactly as in the whole image; tile starts are
-multiples of 4 so the stride-2 convolutions sample the same grid.
+multiples of the chain's total stride (4) so its stride-2 convolutions sample the same grid.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fastnst.transformer import ConvNormAct, TransformerNet
+from fastnst.transformer import InstanceNorm, Moments, Stage, TransformerNet
 
-# Bytes per input pixel of the three stored 1/4-resolution maps, per base channel
-# (3 maps x 4c channels / 16 pixels x 4 bytes = 3c bytes).
-EXACT_BYTES_PER_PIXEL_PER_CHANNEL = 3
 # Input pixels of context per inner tile side, in the tile's own map: more than the encoder's
 # reach (4 + 1 + 2 = 7 px) and the decoder's (about 2 px at 1/4 resolution); a multiple of 4.
 CONTEXT = 16
-
-Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean, biased variance
+# The smallest tile side in input pixels (of either kind of tiling): below it the context
+# outweighs the tile.
+MIN_TILE = 64
+# The smallest band or tile of a stage working at reduced resolution, in its own pixels.
+MIN_STAGE_TILE = 16
+# Bytes per float32 value.
+_FLOAT = 4
 
 
 @contextmanager
-def fixed(norms: dict[nn.InstanceNorm2d, Moments]) -> Iterator[None]:
-    """Within the block, each given instance norm uses the given mean and variance."""
-
-    def forward_for(layer: nn.InstanceNorm2d, mean: torch.Tensor, var: torch.Tensor) -> Callable:
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            y = F.batch_norm(
-                x.float(),
-                mean.to(x.device, torch.float32),
-                var.to(x.device, torch.float32),
-                layer.weight,
-                layer.bias,
-                training=False,
-                eps=layer.eps,
-            )
-            return y.to(x.dtype)
-
-        return forward
-
-    for layer, (mean, var) in norms.items():
-        layer.forward = forward_for(layer, mean, var)  # an instance attribute shadows the method
-    try:
+def fixed(norms: dict[InstanceNorm, Moments]) -> Iterator[None]:
+    """Within the block, each given norm uses the given mean and variance."""
+    with ExitStack() as stack:
+        for layer, moments in norms.items():
+            stack.enter_context(layer.fixed_to(moments))
         yield
-    finally:
-        for layer in norms:
-            del layer.forward
+
+
+def check_tileable(net: nn.Module) -> list[InstanceNorm]:
+    """The network's norms, once it is known that tiling can drive every one of them."""
+    declared = net.norm_layers()
+    others = [
+        type(m).__name__
+        for m in net.modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase | nn.GroupNorm | nn.LayerNorm)
+        or (isinstance(m, InstanceNorm) and not any(m is d for d in declared))
+    ]
+    if others:
+        raise TypeError(
+            f"tiling cannot drive the norm layer(s) {sorted(set(others))} of "
+            f"{type(net).__name__}: its norms must be fastnst InstanceNorms listed by its stages"
+        )
+    return declared
 
 
 def _spans(size: int, tile: int, align: int) -> list[tuple[int, int]]:
@@ -135,16 +137,34 @@ def _over_tiles(
             )
 
 
-def _conv(block: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
-    """A ConvNormAct's padding and convolution only (the input of its norm)."""
-    return block[1](block[0](x))
+def _chain_scales(blocks: Sequence[nn.Module]) -> list[float]:
+    """The resolution of each block's output relative to the chain's input."""
+    scales, scale = [], 1.0
+    for block in blocks:
+        scale *= block.scale
+        scales.append(scale)
+    return scales
 
 
-def _after_norm(block: ConvNormAct, x: torch.Tensor) -> torch.Tensor:
-    """A ConvNormAct's norm and activation, applied to its convolution's output."""
-    for layer in list(block)[2:]:
-        x = layer(x)
-    return x
+def _chain_align(blocks: Sequence[nn.Module]) -> int:
+    """Tile starts must be multiples of this for the chain's strided convs to sample the
+    same grid as the whole image."""
+    return max(1, round(1 / min(1.0, *_chain_scales(blocks))))
+
+
+def _chain_reach(blocks: Sequence[nn.Module]) -> float:
+    """Input pixels of the chain that one output pixel depends on, on each side."""
+    reach, scale = 0.0, 1.0
+    for block in blocks:
+        reach += block.reach / scale
+        scale *= block.scale
+    return reach
+
+
+def _out_size(blocks: Sequence[nn.Module], height: int, width: int) -> tuple[int, int]:
+    for block in blocks:
+        height, width = block.out_size(height, width)
+    return height, width
 
 
 @torch.inference_mode()
@@ -158,6 +178,9 @@ def stylize_exact(
 ) -> torch.Tensor:
     """The untiled ``net(image)`` for a 1x3xHxW CPU image, computed tile by tile.
 
+    Walks ``net.stages()``: a ``chain`` stage gets a moment pass per norm and then a pass
+    that stores its output; a ``residual`` stage runs once on the stored map, in bands.
+
     Args:
         net: the network (its modules are only called, never changed for good).
         image: float RGB in [0, 1] on the CPU.
@@ -168,98 +191,163 @@ def stylize_exact(
     """
     if image.shape[0] != 1:
         raise ValueError("stylize_exact takes one image")
+    check_tileable(net)
     height, width = image.shape[-2:]
-    tile = max(64, tile // 4 * 4)
-    stats: dict[nn.InstanceNorm2d, Moments] = {}
+    tile = max(MIN_TILE, tile // 4 * 4)
+    stats: dict[InstanceNorm, Moments] = {}
     step = progress or (lambda n: None)
+    x, scale = image, 1.0  # the current map and its resolution relative to the image
+    for stage in net.stages():
+        stage_tile = tile if scale == 1 else max(MIN_STAGE_TILE, round(tile * scale))
+        if stage.kind == "chain":
+            x = _exact_chain(stage, x, stage_tile, stats, device, autocast, step)
+            scale = scale * _chain_scales(stage.blocks)[-1]
+        elif stage.kind == "residual":
+            _exact_residual(stage, x, stage_tile, stats, device, autocast, step)
+        else:
+            raise TypeError(f"tiling does not know stages of kind {stage.kind!r}")
+    return net.finish(x, height, width)
 
-    def moments_of(fn: Callable, x: torch.Tensor, tile_: int, scale: float, align: int) -> Moments:
+
+def _exact_chain(
+    stage: Stage,
+    x: torch.Tensor,
+    tile: int,
+    stats: dict[InstanceNorm, Moments],
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager],
+    step: Callable[[int], None],
+) -> torch.Tensor:
+    """A moment pass per norm of the chain (earlier norms fixed), then its stored output."""
+    blocks = list(stage.blocks)
+    scales = _chain_scales(blocks)
+    align = _chain_align(blocks)
+    if _chain_reach(blocks) > CONTEXT:
+        raise ValueError(f"a stage reaches {_chain_reach(blocks)} px, beyond the tiles' context")
+    for k, block in enumerate(blocks):
+        if block.norm is None:
+            continue
+
+        def prefix(t: torch.Tensor, k: int = k, block: nn.Module = block) -> torch.Tensor:
+            for earlier in blocks[:k]:
+                t = earlier(t)
+            return block.to_norm(t)
+
         acc = _Moments()
         with autocast(), fixed(stats):
-            _over_tiles(fn, x, tile_, scale, align, lambda o, *_: acc.add(o), device)
+            _over_tiles(
+                prefix, x, tile, scales[k], align, lambda o, *_, acc=acc: acc.add(o), device
+            )
         step(1)
-        return acc.result()
+        stats[block.norm] = acc.result()
 
-    def stored(fn: Callable, x: torch.Tensor, tile_: int, scale: float, align: int, shape):
-        out = torch.empty(shape)
+    out = torch.empty(x.shape[0], blocks[-1].out_channels, *_out_size(blocks, *x.shape[-2:]))
 
-        def sink(o: torch.Tensor, ys: slice, xs: slice) -> None:
-            out[:, :, ys, xs] = o.float().cpu()
+    def sink(o: torch.Tensor, ys: slice, xs: slice) -> None:
+        out[:, :, ys, xs] = o.float().cpu()
 
-        with autocast(), fixed(stats):
-            _over_tiles(fn, x, tile_, scale, align, sink, device)
-        step(1)
-        return out
+    def whole(t: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            t = block(t)
+        return t
 
-    # 1. Encoder: a moment pass per norm, then its output map at 1/4 resolution.
-    encoder = list(net.encoder)
-    for k, block in enumerate(encoder):
+    with autocast(), fixed(stats):
+        _over_tiles(whole, x, tile, scales[-1], align, sink, device)
+    step(1)
+    return out
 
-        def prefix(x: torch.Tensor, k: int = k, block: ConvNormAct = block) -> torch.Tensor:
-            for earlier in encoder[:k]:
-                x = earlier(x)
-            return _conv(block, x)
 
-        stats[block[2]] = moments_of(prefix, image, tile, 1 / 2 ** min(k, 2), 4)
-    quarter = (math.ceil(math.ceil(height / 2) / 2), math.ceil(math.ceil(width / 2) / 2))
-    x = stored(net.encoder, image, tile, 1 / 4, 4, (1, 4 * net.base_channels, *quarter))
+def _exact_residual(
+    stage: Stage,
+    x: torch.Tensor,
+    band: int,
+    stats: dict[InstanceNorm, Moments],
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager],
+    step: Callable[[int], None],
+) -> None:
+    """Residual blocks on the stored map ``x`` (updated in place), in full-width bands with
+    as many rows of context as each conv reaches: conv, whole-map moments, normalise."""
+    rows = x.shape[2]
 
-    # 2. Residual blocks on the stored map, in full-width bands with one row of context.
-    band = max(16, tile // 4)
-
-    def banded(block: ConvNormAct, src: torch.Tensor) -> torch.Tensor:
-        """The block's convolution over the whole map, band by band."""
-        out = torch.empty(src.shape[0], block[1].out_channels, *src.shape[2:])
-        rows = src.shape[2]
+    def banded(layer: nn.Module, src: torch.Tensor) -> torch.Tensor:
+        """The layer's convolution over the whole map, band by band."""
+        out = torch.empty(src.shape[0], layer.out_channels, *src.shape[2:])
         with autocast():
             for r0, r1 in _spans(rows, band, 1):
-                c0, c1 = max(0, r0 - 1), min(rows, r1 + 1)
-                o = _conv(block, src[:, :, c0:c1].to(device)).float().cpu()
+                c0, c1 = max(0, r0 - layer.reach), min(rows, r1 + layer.reach)
+                o = layer.to_norm(src[:, :, c0:c1].to(device)).float().cpu()
                 out[:, :, r0:r1] = o[:, :, r0 - c0 : r1 - c0]
         return out
 
-    def normalise(block: ConvNormAct, m: torch.Tensor, into: torch.Tensor | None) -> None:
-        """Whole-map moments of the block's conv output ``m``, then its norm (and ReLU),
+    def normalise(layer: nn.Module, m: torch.Tensor, into: torch.Tensor | None) -> None:
+        """Whole-map moments of the layer's conv output ``m``, then its norm (and ReLU),
         written back into ``m`` or added onto ``into`` (the residual connection)."""
-        acc = _Moments()
-        for r0, r1 in _spans(m.shape[2], band, 1):
-            acc.add(m[:, :, r0:r1])
-        stats[block[2]] = acc.result()
+        if layer.norm is not None:
+            acc = _Moments()
+            for r0, r1 in _spans(rows, band, 1):
+                acc.add(m[:, :, r0:r1])
+            stats[layer.norm] = acc.result()
         with autocast(), fixed(stats):
-            for r0, r1 in _spans(m.shape[2], band, 1):  # norm and ReLU are pointwise
-                o = _after_norm(block, m[:, :, r0:r1].to(device)).float().cpu()
+            for r0, r1 in _spans(rows, band, 1):  # norm and activation are pointwise
+                o = layer.from_norm(m[:, :, r0:r1].to(device)).float().cpu()
                 if into is None:
                     m[:, :, r0:r1] = o
                 else:
                     into[:, :, r0:r1] += o
 
-    for residual in net.residuals:
-        first, second = residual.body
-        h = banded(first, x)
-        normalise(first, h, None)
-        g = banded(second, h)
+    for block in stage.blocks:
+        layers = block.layers
+        h = x
+        for i, layer in enumerate(layers):
+            h = banded(layer, h)
+            normalise(layer, h, x if i == len(layers) - 1 else None)
         del h
-        normalise(second, g, x)
-        del g
         step(1)
-
-    # 3. Decoder: a moment pass per norm (two upsampling stages), then the output.
-    up1, up2, last = net.decoder
-    small_tile = max(16, tile // 4)
-    stats[up1[1][2]] = moments_of(lambda t: _conv(up1[1], up1[0](t)), x, small_tile, 2, 1)
-    stats[up2[1][2]] = moments_of(lambda t: _conv(up2[1], up2[0](up1(t))), x, small_tile, 4, 1)
-    y = stored(net.decoder, x, small_tile, 4, 1, (1, 3, 4 * quarter[0], 4 * quarter[1]))
-    return y.sigmoid_()[:, :, :height, :width]
 
 
 def exact_memory(net: TransformerNet, height: int, width: int) -> int:
-    """Bytes of the maps :func:`stylize_exact` keeps on the CPU for a height x width image."""
-    return height * width * net.base_channels * EXACT_BYTES_PER_PIXEL_PER_CHANNEL
+    """Bytes of the maps :func:`stylize_exact` keeps on the CPU for a height x width image:
+    the most that one stage holds at once (a residual stage: its input and two layer
+    outputs; a chain: its stored input and output), the image and the output excepted."""
+    peak, scale = 0.0, 1.0
+    channels = 3
+    for stage in net.stages():
+        if stage.kind == "residual":
+            peak = max(peak, 3 * channels * scale**2)
+            continue
+        out_scale = scale * _chain_scales(stage.blocks)[-1]
+        held = (channels * scale**2 if scale != 1 else 0) + (
+            stage.blocks[-1].out_channels * out_scale**2 if out_scale != 1 else 0
+        )
+        peak = max(peak, held)
+        scale, channels = out_scale, stage.blocks[-1].out_channels
+    return round(height * width * peak * _FLOAT)
+
+
+def full_resolution_channels(net: TransformerNet) -> int:
+    """Channels of the network's widest normalised feature map at the input's resolution:
+    what an untiled forward's peak memory grows with."""
+    widest, scale = 0, 1.0
+    for stage in net.stages():
+        if stage.kind != "chain":
+            continue
+        for block, block_scale in zip(stage.blocks, _chain_scales(stage.blocks), strict=True):
+            if scale * block_scale == 1 and block.norm is not None:
+                widest = max(widest, block.out_channels)
+        scale *= _chain_scales(stage.blocks)[-1]
+    return widest
 
 
 def count_passes(net: TransformerNet) -> int:
     """How many times :func:`stylize_exact` calls ``progress``."""
-    return 3 + 1 + len(net.residuals) + 2 + 1
+    passes = 0
+    for stage in net.stages():
+        if stage.kind == "residual":
+            passes += len(stage.blocks)
+        else:
+            passes += sum(block.norm is not None for block in stage.blocks) + 1
+    return passes
 
 
 # --- approximate tiling: thumbnail statistics, cross-faded tiles ---------------------------
@@ -275,13 +363,9 @@ TILE_CONTEXT = 32
 TILE_BLEND = 32
 
 
-def _norm_layers(net: nn.Module) -> list[nn.InstanceNorm2d]:
-    return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
-
-
 @torch.inference_mode()
-def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-    """Per-channel (mean, variance) at the input of every instance norm, for a 1xCxHxW image."""
+def norm_statistics(net: TransformerNet, image: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """Per-channel (mean, variance) at the input of every norm, for a 1xCxHxW image."""
     if image.shape[0] != 1:
         raise ValueError("norm_statistics takes one image")
     stats: list[tuple[torch.Tensor, ...]] = []
@@ -290,7 +374,7 @@ def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Ten
         x = inputs[0].float()
         stats.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
 
-    handles = [m.register_forward_pre_hook(record) for m in _norm_layers(net)]
+    handles = [m.register_forward_pre_hook(record) for m in check_tileable(net)]
     try:
         net(image)
     finally:
@@ -300,10 +384,10 @@ def norm_statistics(net: nn.Module, image: torch.Tensor) -> list[tuple[torch.Ten
 
 
 def fixed_norm_statistics(
-    net: nn.Module, stats: list[tuple[torch.Tensor, ...]]
+    net: TransformerNet, stats: list[tuple[torch.Tensor, ...]]
 ) -> AbstractContextManager[None]:
-    """Within the block, every instance norm of ``net`` uses the given statistics."""
-    layers = _norm_layers(net)
+    """Within the block, every norm of ``net`` uses the given statistics."""
+    layers = check_tileable(net)
     if len(layers) != len(stats):
         raise ValueError(f"{len(stats)} statistics for {len(layers)} instance-norm layers")
     return fixed({layer: (s[0], s[1]) for layer, s in zip(layers, stats, strict=True)})
@@ -337,7 +421,7 @@ def _ramp(length: int, start: int, end: int, size: int) -> torch.Tensor:
 
 def stylize_tiled(
     forward: Callable[[torch.Tensor], torch.Tensor],
-    net: nn.Module,
+    net: TransformerNet,
     image: torch.Tensor,
     tile: int,
     stats: list[tuple[torch.Tensor, ...]],
@@ -351,7 +435,7 @@ def stylize_tiled(
     time; the result is assembled on the CPU.
     """
     _, _, height, width = image.shape
-    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
+    tile = max(MIN_TILE, tile // TILE_ALIGN * TILE_ALIGN)
     out = torch.zeros(1, 3, height, width)
     weight = torch.zeros(1, 1, height, width)
     rows, cols = _blend_spans(height, tile), _blend_spans(width, tile)
@@ -375,5 +459,5 @@ def stylize_tiled(
 
 
 def count_tiles(height: int, width: int, tile: int) -> int:
-    tile = max(TILE_ALIGN * 16, tile // TILE_ALIGN * TILE_ALIGN)
+    tile = max(MIN_TILE, tile // TILE_ALIGN * TILE_ALIGN)
     return len(_blend_spans(height, tile)) * len(_blend_spans(width, tile))

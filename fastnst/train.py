@@ -5,38 +5,48 @@ Config groups live in ``conf/`` (style, data, model, loss, trainer); see the REA
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from fastnst.config import ConfigError, check_train
-from fastnst.data import ContentDataModule, DataNotFoundError
-from fastnst.download import DownloadError, style_image_path
-from fastnst.images import ImageReadError
-from fastnst.module import NonFiniteLossError, StyleTransferModule
-from fastnst.vgg import VGGWeightsError
+from fastnst.cli import CONF_DIR, run_job
+from fastnst.data import ContentDataModule
+from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
+from fastnst.files import written_atomically
+from fastnst.module import StyleTransferModule
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
-# Errors that are the user's to fix: reported in one line, without a traceback. A ConfigError
-# (a subclass of ValueError) exits with status 2, the others with 1.
-USER_ERRORS = (
-    DataNotFoundError,
-    DownloadError,
-    ImageReadError,
-    VGGWeightsError,
-    NonFiniteLossError,
-    ValueError,
-)
+def check_trainer(cfg: DictConfig) -> None:
+    """The settings fastnst hands to Lightning's Trainer and ModelCheckpoint, whose own
+    errors would not name the config key."""
+    trainer = cfg.trainer
+    max_steps = trainer.get("max_steps")
+    require(
+        isinstance(max_steps, int) and (max_steps > 0 or max_steps == -1),
+        "trainer.max_steps",
+        f"must be a positive number of steps, got {max_steps!r}",
+    )
+    accelerator = str(trainer.get("accelerator") or "auto").lower()
+    devices = trainer.get("devices")
+    if accelerator in ("gpu", "cuda"):
+        available = torch.cuda.device_count()
+        require(available > 0, "trainer.accelerator", f"{accelerator}: no CUDA device is available")
+        if isinstance(devices, int) and devices > available:
+            raise ConfigError(
+                "trainer.devices", f"{devices} devices asked for, {available} CUDA device(s) here"
+            )
+    if accelerator == "mps":
+        require(
+            torch.backends.mps.is_available(), "trainer.accelerator", "mps: MPS is not available"
+        )
+    check_number(cfg.checkpoint_every, "checkpoint_every", 1, integer=True)
+    check_number(cfg.checkpoint_keep, "checkpoint_keep", 1, integer=True)
 
 
 def build(
@@ -44,17 +54,18 @@ def build(
 ) -> tuple[StyleTransferModule, ContentDataModule, pl.Trainer]:
     """The three objects of a training run, from a composed config.
 
-    The config is checked first (:func:`fastnst.config.check_train`), so a bad value fails in
-    one line before the dataset scan or the VGG build.
+    Each setting is checked by the constructor that uses it, cheapest first (trainer, data,
+    then the module: its network, its loss, and only then the painting's download and the
+    VGG), so a bad value fails in one line before any download, VGG build or dataset scan.
     """
-    check_train(cfg)
+    check_trainer(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = ContentDataModule(**OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed)
+    with settings_of("data"):
+        datamodule = ContentDataModule(
+            **OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed
+        )
     module = StyleTransferModule(
-        style_image=str(style_image_path(cfg.style)),
-        style_name=cfg.style.name,
-        style_size=cfg.style.size,
-        style_weight=cfg.style.weight,
+        style=OmegaConf.to_container(cfg.style, resolve=True),
         model=OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
@@ -85,16 +96,14 @@ def save_final(trainer: pl.Trainer, path: Path) -> None:
 
     A model already at ``path`` from an earlier run is kept under a dated name, not lost.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
     # Collective under DDP: every rank calls it, rank 0 alone writes.
-    trainer.save_checkpoint(partial, weights_only=True)
-    if not trainer.is_global_zero:
-        return
-    if path.exists():
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-        os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
-    os.replace(partial, path)
+    writing = (
+        written_atomically(path, keep_previous=True)
+        if trainer.is_global_zero
+        else nullcontext(path.with_name(path.name + ".other-rank"))
+    )
+    with writing as partial:
+        trainer.save_checkpoint(partial, weights_only=True)
 
 
 def resume_path(cfg: DictConfig) -> Path | None:
@@ -104,11 +113,11 @@ def resume_path(cfg: DictConfig) -> Path | None:
     if cfg.resume == "last":
         path = Path(cfg.checkpoint_dir) / cfg.style.name / "last.ckpt"
         if not path.is_file():
-            raise ConfigError(f"resume=last: no checkpoint at {path} to resume from")
+            raise ConfigError("resume=last", f"no checkpoint at {path} to resume from")
         return path
     path = Path(cfg.resume).expanduser()
     if not path.is_file():
-        raise ConfigError(f"resume: {path} does not exist")
+        raise ConfigError("resume", f"{path} does not exist")
     return path
 
 
@@ -148,21 +157,9 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
     return final
 
 
-def run_reporting_errors(job: Callable[[DictConfig, Path], object], cfg: DictConfig) -> None:
-    """Run a Hydra job in its output folder; a user error becomes one ``error:`` line and exit
-    status 2 (bad settings) or 1 (anything else). HYDRA_FULL_ERROR=1 shows the traceback."""
-    try:
-        job(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except USER_ERRORS as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2 if isinstance(exc, ConfigError) else 1)
-
-
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_reporting_errors(train, cfg)
+    run_job(train, cfg)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision.models import VGG16_Weights, VGG19_Weights
 
+from fastnst.errors import ConfigError, VGGWeightsError, first_line, require
+
 # ImageNet statistics the torchvision VGG weights were trained with (RGB, [0, 1] inputs).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,16 +69,13 @@ WEIGHTS_FILES = {net: Path(w.url).name for net, w in IMAGENET_WEIGHTS.items()}
 WEIGHTS_FILE = WEIGHTS_FILES["vgg19"]  # vgg19-dcbb9e9d.pth
 
 TAPS = ("relu", "conv")
-
-
-class VGGWeightsError(Exception):
-    """VGG weights could not be obtained or do not fit the network; the message says what
-    to do."""
+# Below this many pixels a side, the five 2x2 pools of a VGG leave nothing of an image.
+MIN_IMAGE_SIZE = 16
 
 
 def check_network(network: str) -> None:
     if network not in NETWORKS:
-        raise ValueError(f"unknown loss network {network!r}; choose one of {tuple(NETWORKS)}")
+        raise ConfigError("network", f"must be one of {tuple(NETWORKS)}, got {network!r}")
 
 
 def layers_of(network: str = "vgg19") -> dict[str, Layer]:
@@ -91,9 +90,12 @@ def _name_range(network: str) -> str:
     return f"conv1_1 ... {last['conv']}, relu1_1 ... {last['relu']}, pool1 ... pool5"
 
 
-def check_layer_names(names: Iterable[str], network: str = "vgg19") -> None:
-    """Raise ``ValueError`` naming every layer that ``network`` lacks (and the network)."""
+def check_layer_names(names: Iterable[str], network: str = "vgg19", key: str = "layers") -> None:
+    """A :class:`ConfigError` about ``key`` naming every layer that ``network`` lacks (and
+    the network), or no layer at all."""
     table = layers_of(network)
+    names = list(names)
+    require(bool(names), key, "must name at least one layer")
     unknown = [n for n in names if n not in table]
     if not unknown:
         return
@@ -104,8 +106,8 @@ def check_layer_names(names: Iterable[str], network: str = "vgg19") -> None:
         if other != network and n in _BY_NAME[other]
     ]
     hint = f" ({'; '.join(elsewhere)})" if elsewhere else ""
-    raise ValueError(
-        f"{network} has no layer(s) {unknown}{hint}; its layers are {_name_range(network)}"
+    raise ConfigError(
+        key, f"{network} has no layer(s) {unknown}{hint}; its layers are {_name_range(network)}"
     )
 
 
@@ -116,12 +118,21 @@ def layer_for_tap(name: str, tap: str, network: str = "vgg19") -> str:
     before its ReLU (``conv4_2``). Pool layers are read as they are.
     """
     check_layer_names([name], network)
-    if tap not in TAPS:
-        raise ValueError(f"tap must be one of {TAPS}, got {tap!r}")
+    require(tap in TAPS, "tap", f"must be one of {TAPS}, got {tap!r}")
     kind = _BY_NAME[network][name].kind
     if kind == "pool" or kind == tap:
         return name
     return tap + name[len(kind) :]
+
+
+def check_weights(weights: str) -> None:
+    """``weights`` must be ``imagenet``, ``random`` or an existing file."""
+    if weights not in ("imagenet", "random"):
+        require(
+            Path(weights).expanduser().is_file(),
+            "vgg_weights",
+            f"{weights} is neither 'imagenet', 'random' nor a file",
+        )
 
 
 def imagenet_state_dict(network: str = "vgg19") -> dict[str, torch.Tensor]:
@@ -142,16 +153,12 @@ def imagenet_state_dict(network: str = "vgg19") -> dict[str, torch.Tensor]:
 
 
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise VGGWeightsError(
-            f"VGG weights file {path} does not exist (loss.vgg_weights takes 'imagenet', "
-            "'random' or a path to a state_dict file)"
-        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise VGGWeightsError(f"{path} is not a readable VGG state_dict ({reason})") from None
+        raise VGGWeightsError(
+            f"{path} is not a readable VGG state_dict ({first_line(exc)})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -243,6 +250,7 @@ def build_vgg_features(
         seed: the seed for ``"random"``.
     """
     check_network(network)
+    check_weights(weights)
     features = _features_from_table(network)
     if weights == "random":
         generator = torch.Generator().manual_seed(seed)
@@ -288,8 +296,6 @@ class VGGFeatures(nn.Module):
         network: str = "vgg19",
     ) -> None:
         super().__init__()
-        if not layers:
-            raise ValueError("VGGFeatures needs at least one layer name")
         table = layers_of(network)
         check_layer_names(layers, network)
         self.network = network

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fastnst.images import written_atomically
+from fastnst.errors import InputError
+from fastnst.files import written_atomically
 from fastnst.inference import Stylizer
 
 # Encoder by container, first one this PyAV build has wins.
@@ -88,10 +89,8 @@ def stylize_video(
     """Stylize ``src`` into ``dst`` (container from the extension); returns what was done.
 
     Raises:
-        fastnst.stylize.InputError: the input is not a readable video.
+        InputError: the input is not a readable video.
     """
-    from fastnst.stylize import InputError  # the CLI's error type; no import cycle at load
-
     try:
         container = av.open(str(src))
     except (av.error.FFmpegError, OSError) as exc:

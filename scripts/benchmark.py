@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from fastnst.devices import DEVICES, pick_device
 from fastnst.losses import PerceptualLoss
 from fastnst.transformer import TransformerNet
 
@@ -157,7 +158,8 @@ def bench_data(args) -> dict:
     from torchvision.transforms import v2
     from torchvision.transforms.functional import to_tensor
 
-    from fastnst.data import ImageFolder, ResizedCache, find_images, train_transform
+    from fastnst.data import ImageFolder, ResizedCache, train_transform
+    from fastnst.images import find_images
 
     files = find_images(args.photos)[: args.data_images]
     size = args.train_size
@@ -402,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sections", nargs="+", default=["training", "data", "inference",
                         "optimize"], help="also: models (the demo's networks)")  # fmt: skip
@@ -420,10 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.photos.is_dir() and "data" in args.sections:
         print(f"[benchmark] no photos at {args.photos}: data section skipped", file=sys.stderr)
         args.sections.remove("data")
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
+    device = pick_device(args.device)
+    bf16 = device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
     args.train_size, args.batch = (32, 2) if args.quick else (256, 4)
     args.train_variants = ["fp32"] + (["bf16"] if device.type == "cuda" and bf16 else [])
     args.data_images = 8 if args.quick else 64

@@ -33,7 +33,8 @@ from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TERMS = ("content", "style", "total")
+# Every term of the loss and their sum, as the CSV columns of each arm and yardstick.
+TERMS = (*PerceptualLoss.TERMS, "total")
 
 # name -> (arms, yardsticks); each a list of (label, PerceptualLoss keyword overrides).
 COMPARISONS = {
@@ -194,9 +195,10 @@ def train_arms(args, arms, yard_specs, make_loss):
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_dir
 
-    from fastnst.data import find_images, val_transform
-    from fastnst.images import read_image_uint8, uint8_to_float
-    from fastnst.train import CONF_DIR, build
+    from fastnst.cli import CONF_DIR
+    from fastnst.data import val_transform
+    from fastnst.images import find_images, read_image_uint8, uint8_to_float
+    from fastnst.train import build
 
     crop = val_transform(args.size)
     files = find_images(args.eval_root)[: args.eval_count]

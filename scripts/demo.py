@@ -45,7 +45,8 @@ def train_demo(
     """Train the demo network in-process; returns the checkpoint's path."""
     from hydra import compose, initialize_config_dir
 
-    from fastnst.train import CONF_DIR, train
+    from fastnst.cli import CONF_DIR
+    from fastnst.train import train
 
     settings = overrides(style, shared, checkpoint_dir) + extra
     print("python -m fastnst.train " + " ".join(settings), flush=True)
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for training")
     args = parser.parse_args(argv)
 
+    from fastnst.errors import FastnstError
     from fastnst.stylize import main as stylize
-    from fastnst.train import USER_ERRORS
 
     painting = args.shared / "data" / "styles" / f"{args.style}.jpg"
     if not painting.is_file():
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = train_demo(
             args.style, args.shared, args.checkpoint_dir, run_dir, args.overrides
         )
-    except USER_ERRORS as exc:
+    except FastnstError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     trained = time.perf_counter() - start

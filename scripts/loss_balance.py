@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid
 
+from fastnst.errors import VGGWeightsError
 from fastnst.images import load_image, save_image
 from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
-from fastnst.vgg import VGGWeightsError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FORMULATIONS = {"normalised": (True, 3.0), "origin": (False, 1e5)}

@@ -20,8 +20,8 @@ from demo import REPO, SHARED, train_demo
 from PIL import Image
 from torchvision.transforms.functional import to_pil_image
 
+from fastnst.checkpoint import load_network
 from fastnst.images import load_image
-from fastnst.stylize import load_network
 
 DEFAULT_STYLES = ["starry_night", "wave", "mosaic", "the_scream"]
 MAX_BYTES = 300_000

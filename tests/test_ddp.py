@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
@@ -13,6 +14,7 @@ from fastnst.transformer import TransformerNet
 
 from .conftest import COCO_TRAIN, STARRY_NIGHT
 
+pytestmark = pytest.mark.shared_data
 STEPS = 6
 
 

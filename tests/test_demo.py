@@ -8,6 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from .conftest import CONTENT, SHARED_DATA
 
+pytestmark = [pytest.mark.shared_data, pytest.mark.shared_models]
+
 
 @pytest.mark.slow
 def test_demo_paints_held_out_photos(tmp_path, monkeypatch):

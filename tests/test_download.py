@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import threading
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import download_coco  # scripts/, on sys.path through conftest
 import pytest
 
 from fastnst.download import DownloadError, download
 
-from .conftest import COCO_TRAIN, REPO
+from .conftest import COCO_TRAIN, run_console
+
+pytestmark = pytest.mark.shared_data
 
 
 class Files:
@@ -146,14 +147,11 @@ def test_download_coco_script_resumes_verifies_and_unpacks(server, tmp_path):
     files.content["/train2017.zip"] = data
     files.drop_after["/train2017.zip"] = len(data) // 3
     md5 = hashlib.md5(data).hexdigest()
-    command = [
-        sys.executable, str(REPO / "scripts" / "download_coco.py"), "--root",
-        str(tmp_path / "coco"), "--base-url", base, "--md5", f"train2017={md5}",
-    ]  # fmt: skip
-    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    args = ["--root", tmp_path / "coco", "--base-url", base, "--md5", f"train2017={md5}"]
+    first = run_console(download_coco.main, args)
     assert first.returncode == 1 and "Traceback" not in first.stderr
     assert "run again to resume" in first.stderr
-    second = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    second = run_console(download_coco.main, args)
     assert second.returncode == 0, second.stderr
     names = sorted(p.name for p in (tmp_path / "coco" / "train2017").iterdir())
     assert names == sorted(p.name for p in sorted(COCO_TRAIN.glob("*.jpg"))[:3])
@@ -164,10 +162,6 @@ def test_download_coco_script_resumes_verifies_and_unpacks(server, tmp_path):
 def test_download_coco_script_rejects_wrong_checksum(server, tmp_path):
     base, files = server
     files.content["/train2017.zip"] = _coco_zip(tmp_path)
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "download_coco.py"), "--root",
-         str(tmp_path / "coco"), "--base-url", base],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_console(download_coco.main, ["--root", tmp_path / "coco", "--base-url", base])
     assert result.returncode == 1 and "expected cced6f7f71b7629ddf16f17bbcfab6b2" in result.stderr
     assert not (tmp_path / "coco" / "train2017").exists()

@@ -10,13 +10,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fastnst import export, stylize
+from fastnst import checkpoint
+from fastnst.errors import CheckpointError
 from fastnst.export import main as export_main
 from fastnst.images import load_image
+from fastnst.onnx_runtime import OnnxNetwork
 from fastnst.stylize import main as stylize_main
 
 from .conftest import CONTENT, run_console
 
+pytestmark = pytest.mark.shared_data
 PHOTO = CONTENT / "sailboat.jpg"
 
 
@@ -36,7 +39,7 @@ def onnx_file(tiny_checkpoint, tmp_path_factory):
 
 @pytest.mark.parametrize("shape", [(1, 3, 31, 47), (3, 3, 64, 65), (2, 3, 8, 9), (1, 3, 129, 77)])
 def test_onnx_agrees_with_pytorch_on_any_size(tiny_checkpoint, onnx_file, shape):
-    net, _ = stylize.load_network(tiny_checkpoint)
+    net, _ = checkpoint.load_network(tiny_checkpoint)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     x = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
     (y,) = session.run(None, {"image": x.numpy()})
@@ -60,8 +63,8 @@ def test_stylize_runs_an_onnx_file_like_the_checkpoint(tiny_checkpoint, onnx_fil
     # Tiny images are padded up to the exported graph's minimum and cropped back.
     tiny = torch.rand(1, 3, 5, 6)
     with torch.inference_mode():
-        expected = stylize.load_network(tiny_checkpoint)[0](tiny)
-    assert (export.OnnxNetwork(onnx_file)(tiny) - expected).abs().max() < 1e-4
+        expected = checkpoint.load_network(tiny_checkpoint)[0](tiny)
+    assert (OnnxNetwork(onnx_file)(tiny) - expected).abs().max() < 1e-4
 
 
 def test_onnx_file_cannot_tile(onnx_file, tmp_path):
@@ -88,7 +91,7 @@ def test_torchscript_loads_with_torch_alone(tiny_checkpoint, tmp_path):
     assert out.returncode == 0, out.stderr
     assert '"style": "starry_night"' in out.stdout
     with torch.inference_mode():
-        expected = stylize.load_network(tiny_checkpoint)[0](x)
+        expected = checkpoint.load_network(tiny_checkpoint)[0](x)
     assert (torch.load(tmp_path / "y.pt") - expected).abs().max() < 1e-5
 
 
@@ -107,8 +110,8 @@ def test_export_errors_are_one_line(tmp_path):
 
 def test_onnx_without_onnxruntime_is_one_clear_line(onnx_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
-    with pytest.raises(stylize.CheckpointError, match=r"pip install 'fastnst\[onnx\]'"):
-        export.OnnxNetwork(onnx_file)
+    with pytest.raises(CheckpointError, match=r"pip install 'fastnst\[onnx\]'"):
+        OnnxNetwork(onnx_file)
 
 
 def test_onnx_with_reduced_precision_is_a_usage_error(onnx_file, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,9 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fastnst.data import ContentDataModule, DataNotFoundError
-from fastnst.module import NonFiniteLossError
+from fastnst.data import ContentDataModule
+from fastnst.errors import DataNotFoundError, NonFiniteLossError
+from fastnst.stylize import main as stylize_main
 from fastnst.train import train
 
 from .conftest import (
@@ -22,10 +22,12 @@ from .conftest import (
     CONTENT,
     SHARED_MODELS_VGG16,
     STARRY_NIGHT,
-    STYLIZE,
     compose_config,
+    run_console,
     run_hydra_cli,
 )
+
+pytestmark = pytest.mark.shared_data
 
 COCO_FILES = sorted(COCO_TRAIN.glob("*.jpg"))
 
@@ -173,6 +175,7 @@ def test_bad_override_is_one_line_with_exit_status_2(
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
+@pytest.mark.shared_models
 def test_weights_file_of_the_other_network_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     status, stderr = run_hydra_cli(
@@ -204,10 +207,8 @@ def test_malicious_checkpoint_does_not_execute(tmp_path):
         pickle.load(f)
     assert marker.exists()
     marker.unlink()
-    result = subprocess.run(
-        [str(STYLIZE), str(evil), str(CONTENT / "sailboat.jpg"), "-o", str(tmp_path / "o.png")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    # In this process: an unpickler that ran code would touch the marker here too.
+    result = run_console(stylize_main, [evil, CONTENT / "sailboat.jpg", "-o", tmp_path / "o.png"])
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "not a fastnst checkpoint" in result.stderr
     assert not marker.exists(), "loading the checkpoint ran code"

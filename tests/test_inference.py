@@ -11,12 +11,13 @@ import torch.nn.functional as F
 from fastnst import inference, tiling
 from fastnst.images import load_image
 from fastnst.inference import Stylizer, blend, parse_memory, preserve_color
+from fastnst.transformer import TransformerNet
 
 from .conftest import CONTENT
 
 
 @pytest.fixture(scope="module")
-def photo() -> torch.Tensor:
+def photo(real_photos) -> torch.Tensor:
     return load_image(CONTENT / "tubingen.jpg", size=320)[None]  # 1x3x240x320
 
 
@@ -44,6 +45,33 @@ def test_exact_tiles_equal_untiled(net, photo, tile, size):
     assert len(calls) == tiling.count_passes(net) == 12
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().max() < 1e-5  # float rounding only (measured 4e-7)
+
+
+@pytest.mark.parametrize(("channels", "blocks"), [(8, 0), (12, 2), (20, 7)])
+def test_exact_tiles_equal_untiled_for_other_widths_and_depths(channels, blocks):
+    # Tiling walks what the network declares, so any width and depth tiles exactly.
+    torch.manual_seed(channels)
+    other = TransformerNet(channels, blocks).eval()
+    with torch.no_grad():  # random norm scales and shifts, so that they matter
+        for norm in other.norm_layers():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    image = torch.rand(1, 3, 150, 203)
+    whole = Stylizer(other)(image)
+    stylizer = Stylizer(other, tile=64)
+    calls = []
+    tiled = stylizer(image, progress=calls.append)
+    assert stylizer.plan(150, 203).mode == "exact"
+    assert len(calls) == tiling.count_passes(other) == 3 + 1 + blocks + 2 + 1
+    assert (tiled - whole).abs().max() < 1e-5
+    assert tiling.exact_memory(other, 150, 203) == 150 * 203 * channels * 3
+
+
+def test_tiling_refuses_a_norm_it_cannot_drive():
+    net = TransformerNet(8, 1).eval()
+    net.residuals[0].body[0][2] = torch.nn.InstanceNorm2d(32, affine=True)
+    with pytest.raises(TypeError, match="InstanceNorm2d"):
+        Stylizer(net, tile=64)(torch.rand(1, 3, 100, 100))
 
 
 # Cross-faded tiles, statistics of the whole image: measured max 7e-4 on 768x1024, 128 px.

@@ -17,6 +17,7 @@ from fastnst.optimize import main as optimize_main
 
 from .conftest import CONTENT, REPO, STARRY_NIGHT, run_console, run_hydra_cli
 
+pytestmark = pytest.mark.shared_data
 PHOTO = CONTENT / "tubingen.jpg"
 
 
@@ -175,7 +176,7 @@ def _compare(tmp_path, *args: str, script: str = "compare_taps.py") -> list[dict
 
 def _check_fair(rows: list[dict], arms: tuple[str, str], yards: tuple[str, str], steps) -> None:
     columns = ["arm", "step", "seconds"] + [
-        f"{who}_{term}" for who in ("own", *yards) for term in ("content", "style", "total")
+        f"{who}_{term}" for who in ("own", *yards) for term in (*PerceptualLoss.TERMS, "total")
     ]
     assert list(rows[0]) == columns
     assert [(r["arm"], int(r["step"])) for r in rows] == [(a, s) for a in arms for s in steps]

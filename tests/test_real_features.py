@@ -17,6 +17,7 @@ from fastnst.train import build
 
 from .conftest import CONTENT, SHARED_MODELS_VGG16, STARRY_NIGHT, STYLES, compose_config
 
+pytestmark = [pytest.mark.shared_data, pytest.mark.shared_models]
 REAL = ["loss.network=vgg16", f"loss.vgg_weights={SHARED_MODELS_VGG16}"]
 
 

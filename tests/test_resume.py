@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
-from .conftest import COCO_TRAIN, STARRY_NIGHT
+from .conftest import COCO_TRAIN, STARRY_NIGHT, run_hydra_cli
 
+pytestmark = pytest.mark.shared_data
 STEPS = 40  # 31 batches per epoch here, so the resumed run also crosses an epoch boundary
 KILL_AFTER = 9  # SIGKILL once a checkpoint of at least this step exists
 
@@ -79,9 +81,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert killed_steps[-3:] == whole_steps and len(killed_steps) <= 4, killed_steps
 
 
-def test_resume_last_without_a_checkpoint_is_a_usage_error(tmp_path):
-    result = subprocess.run(
-        _command(tmp_path, "none", "resume=last"), capture_output=True, text=True, timeout=120
+def test_resume_last_without_a_checkpoint_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    # In this process: the check runs before anything a subprocess would add.
+    status, stderr = run_hydra_cli(
+        _command(tmp_path, "none", "resume=last")[3:], monkeypatch, capsys
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no checkpoint" in result.stderr and "last.ckpt" in result.stderr
+    assert status == 2 and "Traceback" not in stderr
+    assert "no checkpoint" in stderr and "last.ckpt" in stderr

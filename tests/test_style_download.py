@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from fastnst.cli import CONF_DIR
 from fastnst.download import DownloadError, cached_download, file_digest
-from fastnst.train import CONF_DIR
 
 from .conftest import STYLES
 
+pytestmark = pytest.mark.shared_data
 STYLE_CONFIGS = sorted((CONF_DIR / "style").glob("*.yaml"))
 
 

@@ -13,12 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fastnst import module, stylize
+from fastnst import checkpoint, stylize
 from fastnst.images import load_image, resize_tensor_long_side
 from fastnst.stylize import main as stylize_main
 
-from .conftest import COCO_TRAIN, CONTENT, STYLIZE, run_console
+from .conftest import COCO_TRAIN, CONTENT, run_console
 
+pytestmark = pytest.mark.shared_data
 PHOTO = CONTENT / "sailboat.jpg"
 
 
@@ -44,12 +45,12 @@ def test_imports_neither_lightning_nor_hydra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    assert stylize.CHECKPOINT_KIND == module.CHECKPOINT_KIND
 
 
 def test_rebuilds_the_network_from_the_checkpoint_alone(tiny_checkpoint):
     ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
-    net, style = stylize.load_network(tiny_checkpoint)
+    net, style = checkpoint.load_network(tiny_checkpoint)
+    assert ckpt["fastnst"]["kind"] == checkpoint.CHECKPOINT_KIND  # written and read in one place
     assert style == "starry_night"
     assert net.encoder[0][1].out_channels == ckpt["hyper_parameters"]["model"]["base_channels"]
     for k, v in net.state_dict().items():
@@ -96,7 +97,7 @@ def test_not_a_checkpoint(tmp_path):
 def test_output_equals_a_forward_pass(tiny_checkpoint, tmp_path):
     out = tmp_path / "out.png"
     assert _run(tiny_checkpoint, PHOTO, "-o", out).returncode == 0
-    net, _ = stylize.load_network(tiny_checkpoint)
+    net, _ = checkpoint.load_network(tiny_checkpoint)
     with torch.inference_mode():
         expected = net(load_image(PHOTO).unsqueeze(0))[0]
     assert (load_image(out) - expected).abs().max() <= 1 / 255 + 1e-4
@@ -339,11 +340,6 @@ def test_unavailable_device_is_a_usage_error(tiny_checkpoint, device):
         device == "mps" and torch.backends.mps.is_available()
     ):
         pytest.fail("this test expects a machine without that device")
-    result = subprocess.run(
-        [str(STYLIZE), str(tiny_checkpoint), str(PHOTO), "--device", device],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    _one_line_error(result, f"--device {device}")
+    result = run_console(stylize_main, [tiny_checkpoint, PHOTO, "--device", device])
+    _one_line_error(result, f"--device: {device} asked for")
     assert result.returncode == 2

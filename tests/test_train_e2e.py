@@ -14,6 +14,7 @@ from fastnst.train import build, save_final
 
 from .conftest import CONTENT, STYLIZE, compose_config
 
+pytestmark = pytest.mark.shared_data
 STEPS = 120
 
 

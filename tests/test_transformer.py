@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from fastnst.transformer import TransformerNet
+from fastnst.transformer import InstanceNorm, TransformerNet
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,26 @@ def test_no_transposed_convolutions_and_instance_norm():
     net = TransformerNet()
     kinds = {type(m) for m in net.modules()}
     assert nn.ConvTranspose2d not in kinds
-    assert nn.InstanceNorm2d in kinds and nn.BatchNorm2d not in kinds
+    assert InstanceNorm in kinds and nn.BatchNorm2d not in kinds
+    assert len(net.norm_layers()) == sum(isinstance(m, InstanceNorm) for m in net.modules()) == 15
+
+
+def test_instance_norm_is_torchs_with_the_same_keys_and_can_take_fixed_statistics():
+    torch.manual_seed(0)
+    ours, torchs = InstanceNorm(6), nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        for p in (*ours.parameters(), *torchs.parameters()):
+            p.uniform_(-1, 2)
+        torchs.load_state_dict(ours.state_dict())  # same keys, same shapes
+    x = torch.randn(2, 6, 9, 13) * 3 + 1
+    assert torch.equal(ours(x), torchs(x))
+    mean, var = torch.randn(6), torch.rand(6) + 0.5
+    with ours.fixed_to((mean, var)):
+        fixed = ours(x)
+    expected = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5)
+    expected = expected * ours.weight[:, None, None] + ours.bias[:, None, None]
+    assert (fixed - expected).abs().max() < 1e-5
+    assert torch.equal(ours(x), torchs(x))  # own statistics again after the block
 
 
 def test_width_and_depth_are_configurable():

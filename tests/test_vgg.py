@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import vgg16, vgg19
 
+from fastnst.errors import ConfigError
 from fastnst.vgg import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -125,7 +126,9 @@ def test_layer_of_the_other_network_names_both():
     message = str(info.value)
     assert "vgg16 has no layer" in message and "relu5_4 is a layer of vgg19" in message
     assert "relu5_3" in message and "\n" not in message  # says what the valid names are
-    with pytest.raises(ValueError, match="unknown loss network 'vgg11'"):
+    with pytest.raises(
+        ConfigError, match=r"network must be one of \('vgg19', 'vgg16'\), got 'vgg11'"
+    ):
         VGGFeatures(["relu1_1"], weights="random", network="vgg11")
 
 
@@ -192,7 +195,7 @@ def test_state_dict_file_of_another_network_is_rejected(tmp_path):
     torch.save(nn.Linear(2, 2).state_dict(), path)
     with pytest.raises(VGGWeightsError, match="not a torchvision VGG19 state_dict"):
         VGGFeatures(["relu1_1"], weights=str(path))
-    with pytest.raises(VGGWeightsError, match="does not exist"):
+    with pytest.raises(ConfigError, match="missing.pth is neither 'imagenet', 'random' nor a"):
         VGGFeatures(["relu1_1"], weights=str(tmp_path / "missing.pth"))
     # The right keys with the wrong shapes (a narrower network) are refused as well.
     state = _torchvision_state_dict(seed=1)
@@ -215,6 +218,7 @@ def test_file_of_the_other_network_is_one_line_naming_both(tmp_path, file_net, n
     assert "\n" not in message
 
 
+@pytest.mark.shared_models
 def test_shared_imagenet_vgg16_file_loads_as_vgg16_only():
     vgg = VGGFeatures(["relu4_3"], weights=str(SHARED_MODELS_VGG16), network="vgg16")
     state = torch.load(SHARED_MODELS_VGG16, map_location="cpu", weights_only=True)

@@ -12,6 +12,7 @@ from fastnst.stylize import main as stylize_main
 
 from .conftest import run_console
 
+pytestmark = pytest.mark.shared_data
 FPS, FRAMES, SIZE = 12, 18, (96, 64)
 
 

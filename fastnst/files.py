@@ -1,0 +1,31 @@
+"""Files that appear complete or not at all."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def written_atomically(path: str | Path, keep_previous: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same extension) to write; on success it is
+    renamed to ``path``, so a file appears complete or not at all; on failure it is removed.
+
+    Args:
+        keep_previous: a file already at ``path`` is first renamed to
+            ``<stem>-<its modification time><suffix>`` instead of being replaced.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield partial
+        if keep_previous and path.exists():
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+            os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
