@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.transformer import TransformerNet
 
-from .conftest import CONTENT, REPO, STARRY_NIGHT
+from .conftest import CONTENT, STARRY_NIGHT, run_console
 
 pytestmark = pytest.mark.shared_data
 
@@ -65,12 +63,10 @@ def test_training_loss_under_bf16_autocast_agrees(net, photo):
 
 
 def test_quick_benchmark_runs_and_reports_every_section(tmp_path):
+    from benchmark import main
+
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", "--repeats", "2",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    result = run_console(main, ["--quick", "--repeats", "2", "--out", out])
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     train = report["training"]["fp32"]

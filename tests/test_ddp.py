@@ -10,9 +10,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from fastnst.train import train
 from fastnst.transformer import TransformerNet
 
-from .conftest import COCO_TRAIN, STARRY_NIGHT
+from .conftest import COCO_TRAIN, STARRY_NIGHT, compose_config
 
 pytestmark = pytest.mark.shared_data
 STEPS = 6
@@ -32,6 +33,16 @@ def _train(tmp: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
     return result
 
 
+def _train_here(tmp: Path, name: str, *extra: str) -> None:
+    """The same run as _train, in this process: only DDP needs processes of its own."""
+    cfg = compose_config(
+        ["model=small", "data.image_size=32", f"trainer.max_steps={STEPS}",
+         "trainer.val_check_interval=3", "checkpoint_every=3", f"checkpoint_dir={tmp / name}",
+         *extra],
+    )  # fmt: skip
+    train(cfg, tmp / f"{name}_run")
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
@@ -45,9 +56,9 @@ def test_two_cpu_ranks_match_one_process_with_the_same_global_batch(tmp_path):
         tmp_path, "ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
         "data.batch_size=2",
     )  # fmt: skip
-    _train(tmp_path, "single", "data.batch_size=4")
+    _train_here(tmp_path, "single", "data.batch_size=4")
     # A control that differs only in its data (no flips): how far "different" is.
-    _train(tmp_path, "control", "data.batch_size=4", "data.hflip=false")
+    _train_here(tmp_path, "control", "data.batch_size=4", "data.hflip=false")
 
     # Both ranks end with the same weights (checked in-run by all_gather, printed by rank 0).
     assert "weights are identical on all 2 ranks" in ddp.stdout

@@ -104,8 +104,8 @@ def test_output_equals_a_forward_pass(tiny_checkpoint, tmp_path):
 
 
 def test_bf16_precision_is_close_to_fp32(tiny_checkpoint, tmp_path):
-    # At 256 px: bf16 convolutions are emulated (slow) on CPUs without AVX512-BF16.
-    size = ("--size", "256")
+    # At 160 px: bf16 convolutions are emulated (slow) on CPUs without AVX512-BF16.
+    size = ("--size", "160")
     assert _run(tiny_checkpoint, PHOTO, "-o", tmp_path / "fp32.png", *size).returncode == 0
     result = _run(tiny_checkpoint, PHOTO, "-o", tmp_path / "bf16.png", "--precision", "bf16", *size)
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from fastnst.train import build, save_final
 from .conftest import CONTENT, STYLIZE, compose_config
 
 pytestmark = pytest.mark.shared_data
-STEPS = 120
+STEPS = 80
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     cfg = compose_config(
         [
+            "model=small",
             "data.image_size=64",
             "data.batch_size=4",
             f"trainer.max_steps={STEPS}",
@@ -93,7 +94,7 @@ def test_checkpoints_written(run):
     assert (run["tmp"] / "checkpoints" / "starry_night" / "last.ckpt").is_file()
     ckpt = torch.load(run["final"], map_location="cpu", weights_only=True)
     assert all(k.startswith("net.") for k in ckpt["state_dict"]), "VGG weights were saved"
-    assert ckpt["hyper_parameters"]["model"] == {"base_channels": 32, "num_residual_blocks": 5}
+    assert ckpt["hyper_parameters"]["model"] == {"base_channels": 16, "num_residual_blocks": 3}
 
 
 def test_stylize_cli_on_a_real_photo(run, tmp_path):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ TORCHVISION = {"vgg19": vgg19, "vgg16": vgg16}
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_layer_table_matches_torchvision_at_every_index(network):
-    features = TORCHVISION[network](weights=None).features
+    features = _torchvision_model(network).features
     table = NETWORKS[network]
     assert len(table) == len(features)
     channels = 3
@@ -158,9 +159,20 @@ def test_random_weights_are_seeded():
     assert not torch.equal(a[0].weight, c[0].weight)
 
 
-def _torchvision_state_dict(seed: int, network: str = "vgg19") -> dict[str, torch.Tensor]:
-    torch.manual_seed(seed)
-    return TORCHVISION[network](weights=None).state_dict()
+@functools.cache
+def _torchvision_model(network: str) -> nn.Module:
+    # Built once per network: a whole torchvision VGG (classifier included) takes seconds.
+    torch.manual_seed(11)
+    return TORCHVISION[network](weights=None)
+
+
+def _torchvision_state(network: str) -> dict[str, torch.Tensor]:
+    return _torchvision_model(network).state_dict()
+
+
+def _torchvision_state_dict(network: str = "vgg19") -> dict[str, torch.Tensor]:
+    """A torchvision VGG's state_dict with seeded random weights (a copy: edit freely)."""
+    return dict(_torchvision_state(network))
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
@@ -168,7 +180,7 @@ def test_imagenet_path_loads_torchvision_file_from_hub_cache(tmp_path, monkeypat
     # The same code that downloads the real weights finds them in torch's hub cache, under
     # the file name torchvision gives each network.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    state = _torchvision_state_dict(seed=11, network=network)
+    state = _torchvision_state_dict(network=network)
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     assert WEIGHTS_FILES == {"vgg19": "vgg19-dcbb9e9d.pth", "vgg16": "vgg16-397923af.pth"}
@@ -183,7 +195,7 @@ def test_imagenet_path_loads_torchvision_file_from_hub_cache(tmp_path, monkeypat
 
 
 def test_state_dict_file_path(tmp_path):
-    state = _torchvision_state_dict(seed=12)
+    state = _torchvision_state_dict()
     path = tmp_path / "my_vgg.pth"
     torch.save(state, path)
     vgg = VGGFeatures(["conv1_2"], weights=str(path))
@@ -198,7 +210,7 @@ def test_state_dict_file_of_another_network_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="missing.pth is neither 'imagenet', 'random' nor a"):
         VGGFeatures(["relu1_1"], weights=str(tmp_path / "missing.pth"))
     # The right keys with the wrong shapes (a narrower network) are refused as well.
-    state = _torchvision_state_dict(seed=1)
+    state = _torchvision_state_dict()
     state["features.2.weight"] = state["features.2.weight"][:32]
     torch.save(state, path)
     shapes = r"2\.weight is \(32, 64, 3, 3\), expected \(64, 64, 3, 3\)"
@@ -209,7 +221,7 @@ def test_state_dict_file_of_another_network_is_rejected(tmp_path):
 @pytest.mark.parametrize(("file_net", "network"), [("vgg16", "vgg19"), ("vgg19", "vgg16")])
 def test_file_of_the_other_network_is_one_line_naming_both(tmp_path, file_net, network):
     path = tmp_path / f"{file_net}.pth"
-    torch.save(_torchvision_state_dict(seed=2, network=file_net), path)
+    torch.save(_torchvision_state_dict(network=file_net), path)
     with pytest.raises(VGGWeightsError) as info:
         VGGFeatures(["relu1_1"], weights=str(path), network=network)
     message = str(info.value)
