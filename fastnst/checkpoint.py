@@ -3,8 +3,10 @@ network is rebuilt from the file alone (no Lightning, no Hydra).
 
 A fastnst checkpoint is the dict Lightning saves, with
 
-- ``fastnst``: ``{"kind": "fastnst.TransformerNet", "style_name": <str>}``, which tells one
-  of ours from any other file;
+- ``fastnst``: ``{"kind": "fastnst.TransformerNet", "style_name": <str>, "loss_network":
+  <"vgg19"|"vgg16">, "vgg_weights": <"imagenet"|"random"|a file name>}``, which tells one
+  of ours from any other file and says what the network was trained against (the last two
+  are absent from checkpoints written before they were recorded);
 - ``hyper_parameters["model"]``: the keyword arguments of :class:`TransformerNet`;
 - ``state_dict``: the network's weights under ``net.`` (the frozen VGG is left out: it is
   rebuilt from its weights setting when training resumes).
@@ -19,6 +21,7 @@ from typing import Any
 
 import torch
 
+from fastnst.commands import printable
 from fastnst.errors import CheckpointError, first_line
 from fastnst.transformer import TransformerNet
 
@@ -27,13 +30,35 @@ CHECKPOINT_KIND = "fastnst.TransformerNet"
 NET_PREFIX = "net."
 
 
-def prepare(checkpoint: dict[str, Any], style_name: str) -> None:
+def prepare(
+    checkpoint: dict[str, Any], style_name: str, loss_network: str, vgg_weights: str
+) -> None:
     """Make a checkpoint Lightning is about to write a fastnst one: only the network's
-    weights, and the metadata that marks it."""
+    weights, and the metadata that marks it and says what it was trained against."""
     checkpoint["state_dict"] = {
         k: v for k, v in checkpoint["state_dict"].items() if k.startswith(NET_PREFIX)
     }
-    checkpoint["fastnst"] = {"kind": CHECKPOINT_KIND, "style_name": style_name}
+    if vgg_weights not in ("imagenet", "random"):
+        vgg_weights = Path(vgg_weights).name  # a file: its name, not where it was
+    checkpoint["fastnst"] = {
+        "kind": CHECKPOINT_KIND,
+        "style_name": style_name,
+        "loss_network": loss_network,
+        "vgg_weights": vgg_weights,
+    }
+
+
+def trained_against(meta: dict[str, Any]) -> tuple[str, bool]:
+    """(what the network was trained against, in words; whether those were random
+    features) from a checkpoint's ``fastnst`` metadata."""
+    network, weights = meta.get("loss_network"), meta.get("vgg_weights")
+    if not isinstance(network, str) or not isinstance(weights, str):
+        return "loss network not recorded (an older checkpoint)", False
+    network = printable(network, 20)
+    if weights == "random":
+        return f"trained against a randomly initialised {network} (no real features)", True
+    source = "torchvision's ImageNet weights" if weights == "imagenet" else printable(weights, 80)
+    return f"trained against {network} with {source}", False
 
 
 def load_network(
@@ -43,6 +68,15 @@ def load_network(
 
     The file is read with ``weights_only=True``: a checkpoint cannot run code on load.
     """
+    net, meta = load_with_metadata(path, device)
+    return net, str(meta.get("style_name", "styled"))
+
+
+def load_with_metadata(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TransformerNet, dict[str, Any]]:
+    """:func:`load_network`, returning the checkpoint's ``fastnst`` metadata instead of the
+    style name."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -62,14 +96,16 @@ def load_network(
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: damaged fastnst checkpoint ({exc})") from None
-    return net.to(device).eval(), str(meta.get("style_name", "styled"))
+    return net.to(device).eval(), meta
 
 
-def load_any(path: Path, device: torch.device) -> tuple[Any, str]:
-    """A .ckpt (TransformerNet) or an exported .onnx (run by onnxruntime): (network, style)."""
+def load_any(path: Path, device: torch.device) -> tuple[Any, str, dict[str, Any]]:
+    """A .ckpt (TransformerNet) or an exported .onnx (run by onnxruntime): (network, style,
+    the checkpoint's metadata; empty for .onnx)."""
     if path.suffix.lower() == ".onnx":
         from fastnst.onnx_runtime import OnnxNetwork
 
         onnx_net = OnnxNetwork(path, device)
-        return onnx_net, onnx_net.style
-    return load_network(path, device)
+        return onnx_net, onnx_net.style, {}
+    net, meta = load_with_metadata(path, device)
+    return net, str(meta.get("style_name", "styled")), meta

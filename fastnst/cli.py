@@ -7,6 +7,8 @@ Imports neither Hydra nor Lightning at module level.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,10 +28,29 @@ def run_job(job: Callable[[Any, Path], object], cfg: Any) -> None:
     """
     from hydra.core.hydra_config import HydraConfig
 
+    hydra = HydraConfig.get()
+    out_dir = Path(hydra.runtime.output_dir)
     try:
-        job(cfg, Path(HydraConfig.get().runtime.output_dir))
+        job(cfg, out_dir)
     except FastnstError as exc:
+        _remove_if_unused(out_dir, f"{hydra.job.name}.log")
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _remove_if_unused(out_dir: Path, log_name: str) -> None:
+    """Remove a run's output folder that holds nothing but what Hydra put there before the
+    job began (its .hydra/ record and the job's log), and its dated parent if that is then
+    empty: a run stopped by a bad setting leaves no litter."""
+    hydra_files = {".hydra", log_name}
+    try:
+        if not out_dir.is_dir() or not {p.name for p in out_dir.iterdir()} <= hydra_files:
+            return
+        shutil.rmtree(out_dir)
+        dated = out_dir.parent  # outputs/<date>/ in the default layout
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", dated.name) and not any(dated.iterdir()):
+            dated.rmdir()
+    except OSError:  # not ours to fail over
+        pass

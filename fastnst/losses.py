@@ -163,6 +163,11 @@ class PerceptualLoss(nn.Module):
         for name, weight in self.weights.items():
             check_number(weight, f"{name}_weight", 0)
         self.weights = {name: float(w) for name, w in self.weights.items()}
+        require(
+            any(w > 0 for w in self.weights.values()),
+            "style_weight",
+            "and every other term's weight are 0: there is nothing to optimise",
+        )
 
         self.style_layers = [layer_for_tap(n, tap, network) for n in style_layers]
         self.content_layers = [layer_for_tap(n, tap, network) for n in content_layers]
@@ -218,17 +223,23 @@ class PerceptualLoss(nn.Module):
         """VGG features of the content images at the content layers, without a graph."""
         return {k: v.detach() for k, v in self._features()(content, self.content_layers).items()}
 
+    @property
+    def active_terms(self) -> tuple[str, ...]:
+        """The terms with a weight above zero: the only ones computed and logged."""
+        return tuple(name for name in self.TERMS if self.weights[name] > 0)
+
     def terms(
         self, output: torch.Tensor, content_targets: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Weighted loss terms of ``output`` against precomputed content targets and the
-        style, in :attr:`TERMS` order, and their sum ``total``."""
+        style (those of :attr:`active_terms`, in :attr:`TERMS` order), and their sum
+        ``total``."""
         feats = self._features()(output)
         with _fp32(output):
             terms = {
                 name: self.weights[name]
                 * getattr(self, f"_{name}_term")(output, feats, content_targets)
-                for name in self.TERMS
+                for name in self.active_terms
             }
             terms["total"] = sum_of_terms(terms)
         return terms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastnst.download import style_image_path
 from fastnst.errors import NonFiniteLossError, check_number, settings_of
 from fastnst.images import load_image
 from fastnst.losses import PerceptualLoss
+from fastnst.monitoring import RunLogger
 from fastnst.transformer import TransformerNet
 from fastnst.vgg import MIN_IMAGE_SIZE
 
@@ -36,8 +38,22 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before")
 # Lightning's all_gather uses a torch API that torch 2.14 deprecates.
 warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_gather is deprec")
+# Lightning warns when an epoch has fewer batches than log_every_n_steps; it logs by global
+# step, so with a small photo folder the curves are complete all the same.
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller")
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class _NoAdvertising(logging.Filter):
+    """Drops Lightning's start-up tip that advertises a cloud logging service."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg).lower()
+
+
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoAdvertising())
 
 
 class StyleTransferModule(pl.LightningModule):
@@ -93,6 +109,10 @@ class StyleTransferModule(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+    def on_fit_start(self) -> None:
+        if isinstance(self.logger, RunLogger):  # train and val of each term on one chart
+            self.logger.layout([*self.loss.active_terms, "total"])
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         terms = self.loss(self.net(batch), batch)
@@ -164,4 +184,10 @@ class StyleTransferModule(pl.LightningModule):
         self.check_finite()
         # The frozen VGG (60-80 MB) is rebuilt from its weights setting; only the network
         # being trained goes into the file.
-        ckpt_format.prepare(checkpoint, self.style_name)
+        loss = self.hparams.loss or {}
+        ckpt_format.prepare(
+            checkpoint,
+            self.style_name,
+            loss_network=loss.get("network", "vgg19"),
+            vgg_weights=str(loss.get("vgg_weights", "imagenet")),
+        )

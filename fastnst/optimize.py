@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from fastnst import commands
 from fastnst.cli import CONF_DIR, run_job
 from fastnst.devices import pick_device
 from fastnst.download import style_image_path
@@ -205,7 +206,7 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
     writer = SummaryWriter(str(out_dir / "tensorboard"))
     with open(out_dir / "losses.csv", "w", newline="") as f:
         table = csv.writer(f)
-        names = [*loss.TERMS, "total"]
+        names = [*loss.active_terms, "total"]
         table.writerow(["step", *names])
 
         def on_log(step: int, terms: dict[str, float], image: torch.Tensor) -> None:
@@ -236,7 +237,9 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
         f"total loss {first['total']:.4g} -> {last['total']:.4g} in {cfg.steps} steps "
         f"({result.seconds_per_step:.3f} s/step). Image: {output}"
     )
-    print(f"Per-step losses: {out_dir / 'losses.csv'}; TensorBoard: tensorboard --logdir {out_dir}")
+    print(
+        f"Per-step losses: {out_dir / 'losses.csv'}; TensorBoard: {commands.tensorboard(out_dir)}"
+    )
     return output
 
 

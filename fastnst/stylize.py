@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastnst.checkpoint import load_any
+from fastnst.checkpoint import load_any, trained_against
+from fastnst.commands import printable
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
 from fastnst.images import (
@@ -334,10 +335,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
     try:
-        net, style = load_any(args.checkpoint, device)
+        net, style, meta = load_any(args.checkpoint, device)
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 1
+    style = printable(style, 80)
+    if meta:
+        what, random_features = trained_against(meta)
+        print(f"{args.checkpoint.name}: style {style}, {what}")
+        if random_features:
+            print(
+                f"fastnst-stylize: warning: {args.checkpoint} was trained against random VGG "
+                "features (loss.vgg_weights=random): it shifts colours but does not paint",
+                file=sys.stderr,
+            )
     if not isinstance(net, TransformerNet) and dtype is not None:
         print(
             f"fastnst-stylize: error: {args.checkpoint}: --precision {args.precision} needs a "

@@ -13,13 +13,14 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
+from fastnst import commands
 from fastnst.cli import CONF_DIR, run_job
 from fastnst.data import ContentDataModule
 from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
 from fastnst.files import written_atomically
 from fastnst.module import StyleTransferModule
+from fastnst.monitoring import ProjectedTime, RunLogger, StepProgressBar
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -81,12 +82,15 @@ def build(
         mode="max",
         save_top_k=cfg.checkpoint_keep,
     )
-    logger = TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="")
+    logger = RunLogger(save_dir=str(out_dir), name="tensorboard", version="")
+    callbacks: list[pl.Callback] = [checkpoints, ProjectedTime()]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(StepProgressBar())
     trainer = pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         default_root_dir=str(out_dir),
         logger=logger,
-        callbacks=[checkpoints],
+        callbacks=callbacks,
     )
     return module, datamodule, trainer
 
@@ -142,18 +146,19 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
     if not trainer.is_global_zero:
         return final
     skipped = datamodule.num_skipped
-    experiment = getattr(trainer.logger, "experiment", None)
-    if hasattr(experiment, "add_scalar"):
-        experiment.add_scalar("data/skipped_files", skipped, trainer.global_step)
-        experiment.flush()
     if skipped:
+        experiment = getattr(trainer.logger, "experiment", None)
+        if hasattr(experiment, "add_scalar"):
+            experiment.add_scalar("data/skipped_files", skipped, trainer.global_step)
+            experiment.flush()
         files = datamodule.skipped_files()
         shown = ", ".join(str(p) for p in files[:5]) + (", ..." if len(files) > 5 else "")
         print(f"Skipped {skipped} unreadable image file(s): {shown}")
     state = "Interrupted at" if trainer.interrupted else "Trained"
     print(f"{state} step {trainer.global_step}. Model: {final}")
-    print(f"TensorBoard logs: {out_dir / 'tensorboard'}  (tensorboard --logdir {out_dir})")
-    print(f"Stylize a photo: fastnst-stylize {final} photo.jpg -o photo_{name}.jpg")
+    print(f"TensorBoard logs: {out_dir / 'tensorboard'}  ({commands.tensorboard(out_dir)})")
+    stylize = commands.stylize(final.resolve(), "photo.jpg", "-o", f"photo_{name}.jpg")
+    print(f"Stylize a photo: {stylize}")
     return final
 
 

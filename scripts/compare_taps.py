@@ -33,8 +33,6 @@ from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-# Every term of the loss and their sum, as the CSV columns of each arm and yardstick.
-TERMS = (*PerceptualLoss.TERMS, "total")
 
 # name -> (arms, yardsticks); each a list of (label, PerceptualLoss keyword overrides).
 COMPARISONS = {
@@ -70,10 +68,10 @@ def score_row(
     images: torch.Tensor,
 ) -> dict[str, float | int | str]:
     row: dict[str, float | int | str] = {"arm": arm, "step": step, "seconds": round(seconds, 4)}
-    row.update({f"own_{k}": own[k] for k in TERMS})
+    # Every term the loss computes (those with a weight) and their sum, in the loss's order.
+    row.update({f"own_{k}": v for k, v in own.items()})
     for name, yardstick in yardsticks.items():
-        scores = yardstick(images)
-        row.update({f"{name}_{k}": scores[k] for k in TERMS})
+        row.update({f"{name}_{k}": v for k, v in yardstick(images).items()})
     return row
 
 

@@ -15,6 +15,7 @@ on the held-out photos of ``../shared/data/content``, then stylizes those photos
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def train_demo(
     from fastnst.train import train
 
     settings = overrides(style, shared, checkpoint_dir) + extra
-    print("python -m fastnst.train " + " ".join(settings), flush=True)
+    print(shlex.join([sys.executable, "-m", "fastnst.train", *settings]), flush=True)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=settings)
     return train(cfg, run_dir)
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for training")
     args = parser.parse_args(argv)
 
+    from fastnst import commands
     from fastnst.errors import FastnstError
     from fastnst.stylize import main as stylize
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = args.shared / "data" / "content"
     out = args.out / args.style
     command = [str(checkpoint), str(photos), "-o", str(out), "--size", str(args.size)]
-    print("fastnst-stylize " + " ".join(command + ["--overwrite"]), flush=True)
+    print(commands.stylize(*command, "--overwrite"), flush=True)
     status = stylize(command + ["--overwrite"])
     total = time.perf_counter() - start
     print(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fastnst.errors import ConfigError
 from fastnst.losses import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
@@ -194,3 +195,14 @@ def test_normalized_terms_by_hand():
     assert raw_terms["style"].item() == pytest.approx(expected_raw_style.item(), rel=1e-4)
     expected_raw_content = ((fx["relu2_1"] - fy["relu2_1"]) ** 2).mean()
     assert raw_terms["content"].item() == pytest.approx(expected_raw_content.item(), rel=1e-4)
+
+
+def test_terms_of_weight_zero_are_neither_computed_nor_returned():
+    loss = PerceptualLoss(painting(32), vgg_weights="random")  # tv_weight 0 by default
+    assert loss.active_terms == ("content", "style")
+    x = torch.rand(1, 3, 32, 32)
+    terms = loss(x, x.flip(-1))
+    assert set(terms) == {"content", "style", "total"}
+    assert torch.equal(terms["total"], terms["content"] + terms["style"])
+    with pytest.raises(ConfigError, match="nothing to optimise"):
+        PerceptualLoss(painting(32), vgg_weights="random", style_weight=0, content_weight=0)

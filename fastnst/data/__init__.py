@@ -9,19 +9,19 @@
 
 from fastnst.data.augment import Augment, train_transform, val_transform
 from fastnst.data.cache import ResizedCache
-from fastnst.data.datamodule import COCO_HELP, ContentDataModule
+from fastnst.data.datamodule import ContentDataModule, coco_help
 from fastnst.data.folder import ImageFolder
 from fastnst.data.sampler import ResumableSampler
 from fastnst.errors import DataNotFoundError
 
 __all__ = [
-    "COCO_HELP",
     "Augment",
     "ContentDataModule",
     "DataNotFoundError",
     "ImageFolder",
     "ResizedCache",
     "ResumableSampler",
+    "coco_help",
     "train_transform",
     "val_transform",
 ]

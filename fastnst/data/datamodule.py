@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from fastnst import commands
 from fastnst.data.augment import train_transform, val_transform
 from fastnst.data.cache import ResizedCache
 from fastnst.data.folder import ImageFolder
@@ -21,11 +22,18 @@ from fastnst.vgg import MIN_IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 
-COCO_HELP = (
-    "COCO 2017 training images: run python scripts/download_coco.py (18 GB; or download "
-    "http://images.cocodataset.org/zips/train2017.zip and unzip it so that {root}/*.jpg "
-    "exist), or train on any folder of photos with data.root=/path/to/photos"
-)
+
+def coco_help(root: Path) -> str:
+    """How to get COCO for ``root``, with a download command that runs as printed."""
+    coco = root.parent if root.name == "train2017" else root
+    target = coco / "train2017"
+    then = "" if target == root else f", then train with data.root={target}"
+    download = commands.script("download_coco.py", "--root", coco)
+    return (
+        f"COCO 2017 training images: run {download} (18 GB{then}; or download "
+        f"http://images.cocodataset.org/zips/train2017.zip and unzip it so that {target}/*.jpg "
+        "exist), or train on any folder of photos with data.root=/path/to/photos"
+    )
 
 
 class ContentDataModule(pl.LightningDataModule):
@@ -80,7 +88,7 @@ class ContentDataModule(pl.LightningDataModule):
         require(
             self.root.is_dir(),
             "root",
-            f"{self.root} is not a folder. " + COCO_HELP.format(root=self.root),
+            f"{self.root} is not a folder. " + coco_help(self.root),
         )
         self.val_root = Path(val_root).expanduser() if val_root else None
         if self.val_root is not None:
@@ -132,7 +140,7 @@ class ContentDataModule(pl.LightningDataModule):
         if not train_files:
             raise DataNotFoundError(
                 f"no images (extensions {', '.join(IMAGE_EXTENSIONS)}) under {self.root}. "
-                + COCO_HELP.format(root=self.root)
+                + coco_help(self.root)
             )
         if not val_files:
             raise DataNotFoundError(f"no validation images under {self.val_root}")

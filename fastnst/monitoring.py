@@ -1,0 +1,166 @@
+"""What a training run shows while it runs: one progress bar toward ``max_steps`` with its ETA
+and images/s, a projection of the total time once the first steps are timed, and a
+TensorBoard run that opens on the loss curves."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+# Steps timed before the projection is printed (the first step, with its warm-up, excluded).
+PROJECT_AFTER = 10
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One bar for the whole run: the global step of ``max_steps`` (not batches of an
+    epoch), tqdm's elapsed time and ETA, and the images per second since the bar began."""
+
+    def __init__(self, refresh_rate: int = 1) -> None:
+        super().__init__(refresh_rate=refresh_rate)
+        self._start: tuple[float, int] | None = None
+        self._images = 0
+        self._rate: float | None = None  # images per second since the first step
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        bar = self.train_progress_bar
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        bar.reset(total=total)
+        bar.initial = bar.n = trainer.global_step  # a resumed run starts where it stopped
+        bar.unit = "step"
+        bar.set_description("Training")
+        self._start, self._images, self._rate = None, 0, None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        pass  # the bar counts the whole run, not the epoch
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        now, step = time.perf_counter(), trainer.global_step
+        if self._start is None:
+            self._start = (now, step)  # from the end of the first step: warm-up excluded
+        else:
+            self._images += len(batch) * trainer.world_size
+        bar = self.train_progress_bar
+        if bar is None or not self._should_update(step, bar.total or step):
+            return
+        seconds = now - self._start[0]
+        if self._images and seconds > 0:
+            self._rate = self._images / seconds
+        bar.n = step
+        bar.set_postfix(self.get_metrics(trainer, pl_module))
+        bar.refresh()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # nothing to close or reset between epochs
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the TensorBoard version, meaningless here
+        if self._rate is not None:
+            metrics["img/s"] = f"{self._rate:.2f}"
+        return metrics
+
+
+class ProjectedTime(Callback):
+    """Prints, once, how long the whole run will take, from its first timed steps."""
+
+    def __init__(self, after: int = PROJECT_AFTER) -> None:
+        self.after = after
+        self._start: tuple[float, int] | None = None
+        self.message: str | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
+        if self.message is not None or trainer.max_steps is None or trainer.max_steps <= 0:
+            return
+        now, step = time.perf_counter(), trainer.global_step
+        if self._start is None:
+            self._start = (now, step)
+            return
+        timed = step - self._start[1]
+        if timed < self.after or step >= trainer.max_steps:
+            return
+        per_step = (now - self._start[0]) / timed
+        left = per_step * (trainer.max_steps - step)
+        ends = datetime.now() + timedelta(seconds=left)
+        self.message = (
+            f"{per_step:.2f} s/step over steps {self._start[1] + 1}-{step}: about "
+            f"{_duration(left)} for the remaining {trainer.max_steps - step} of "
+            f"{trainer.max_steps} steps (ends around {ends:%H:%M}, validation not counted)"
+        )
+        if trainer.is_global_zero:
+            bar = trainer.progress_bar_callback
+            if isinstance(bar, TQDMProgressBar) and bar.is_enabled:
+                bar.print(self.message)
+            else:
+                print(self.message, flush=True)
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings -> {"loss/network": "vgg16", ...} with TensorBoard-friendly values."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}/"))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class RunLogger(TensorBoardLogger):
+    """TensorBoard for a training run, opening on what matters.
+
+    - Hyper-parameters are logged with real metrics (the held-out ``val/style``,
+      ``val/content`` and ``val/total``) instead of Lightning's placeholder ``hp_metric``.
+    - Lightning's ``epoch`` scalar is left out.
+    - :meth:`layout` adds a custom-scalars layout with train and val of each loss term on one
+      chart (TensorBoard's CUSTOM SCALARS tab).
+    """
+
+    HP_METRICS = ("val/style", "val/content", "val/total")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, default_hp_metric=False, **kwargs)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        super().log_hyperparams(params)  # hparams.yaml (no summary: there is no hp_metric)
+        flat = _flatten(dict(params) if isinstance(params, Mapping) else vars(params))
+        # The metrics are named only: their values are the val/ scalars the run logs itself.
+        writer = self.experiment._get_file_writer()  # as Lightning's own log_hyperparams does
+        for summary in hparams(flat, {name: 0.0 for name in self.HP_METRICS}):
+            writer.add_summary(summary)
+
+    @rank_zero_only
+    def layout(self, terms: list[str]) -> None:
+        charts = {term: ["Multiline", [f"train/{term}", f"val/{term}"]] for term in terms}
+        self.experiment.add_custom_scalars({"losses (train and held-out)": charts})
