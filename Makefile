@@ -32,8 +32,10 @@ demo: setup
 train: setup
 	$(PY) -m fastnst.train style=$(STYLE) $(ARGS)
 
+# The default suite, on every core (pytest-xdist); TEST_ARGS="-n 0" runs it in one process.
+TEST_ARGS ?= -n auto
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_ARGS)
 
 # Tests marked slow (longer training runs); minutes on a CPU.
 test-slow: setup

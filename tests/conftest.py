@@ -49,7 +49,10 @@ def missing_vgg16() -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    # Under pytest-xdist the cores are shared among the workers: oversubscribing them with
+    # torch threads would only slow every worker down.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // workers)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
