@@ -16,6 +16,7 @@ Training checkpoints (``last.ckpt``) also hold the optimiser and loop state for 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ def load_with_metadata(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_archive(path)
     try:
         ckpt: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file it cannot read
@@ -87,16 +89,110 @@ def load_with_metadata(
     meta = ckpt.get("fastnst") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path}: not a fastnst checkpoint (no fastnst model in it)")
+    bad = _bad_metadata(meta)
     hparams = ckpt.get("hyper_parameters", {})
-    net = TransformerNet(**(hparams.get("model") or {}))
+    model = hparams.get("model") if isinstance(hparams, dict) else None
+    bad = bad or _bad_model(model or {})
+    if bad:
+        raise CheckpointError(f"{path}: damaged fastnst checkpoint ({bad})")
+    weights = ckpt.get("state_dict")
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: damaged fastnst checkpoint (no state_dict)")
     state = {
-        k[len(NET_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(NET_PREFIX)
+        k[len(NET_PREFIX) :]: v
+        for k, v in weights.items()
+        if isinstance(k, str) and k.startswith(NET_PREFIX)
     }
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise CheckpointError(
+                f"{path}: damaged fastnst checkpoint ({key} is not a float tensor)"
+            )
+        if not torch.isfinite(value).all():
+            raise CheckpointError(
+                f"{path}: damaged fastnst checkpoint ({key} holds NaN or infinite values; "
+                "it would paint black images)"
+            )
+    net = TransformerNet(**(model or {}))
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: damaged fastnst checkpoint ({exc})") from None
+        raise CheckpointError(
+            f"{path}: damaged fastnst checkpoint ({printable(first_line(exc))})"
+        ) from None
     return net.to(device).eval(), meta
+
+
+# What a checkpoint may ask for. The paper's network has 32 base channels and 5 residual
+# blocks; these bounds leave room for far larger ones and refuse absurd allocations.
+MAX_BASE_CHANNELS = 512
+MAX_RESIDUAL_BLOCKS = 64
+# What its files may inflate to when read (a fastnst checkpoint with optimiser state is
+# under 100 MB for the paper's network).
+MAX_INFLATED_BYTES = 4 * 2**30
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse zip archives that inflate beyond MAX_INFLATED_BYTES, and say what a TorchScript
+    archive is, before torch reads either."""
+    if not zipfile.is_zipfile(path):
+        return  # a legacy (uncompressed) torch file: it is no larger than it looks
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a fastnst checkpoint ({first_line(exc)})") from None
+    inflated = sum(e.file_size for e in entries)
+    if inflated > MAX_INFLATED_BYTES:
+        raise CheckpointError(
+            f"{path}: refused: it would inflate to {inflated / 2**30:.1f} GB "
+            f"(more than {MAX_INFLATED_BYTES / 2**30:.0f} GB)"
+        )
+    names = {e.filename.split("/", 1)[-1] for e in entries}
+    if "constants.pkl" in names or any(n.startswith("code/") for n in names):
+        raise TorchScriptFile(path)
+
+
+class TorchScriptFile(CheckpointError):
+    """The file is a TorchScript archive, not a checkpoint."""
+
+    def __init__(self, path: Path) -> None:
+        # TorchScript is a program: fastnst-stylize runs checkpoints (weights only) and ONNX
+        # graphs, not programs from files.
+        super().__init__(
+            f"{path}: a TorchScript program, not a fastnst checkpoint; stylize with the .ckpt "
+            "it was exported from (or an .onnx export), or load it with torch.jit.load in "
+            "your own code if you trust it"
+        )
+
+
+def _bad_metadata(meta: dict[str, Any]) -> str | None:
+    for key in ("style_name", "loss_network", "vgg_weights"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 1000):
+            return f"its {key} is not a short text"
+    return None
+
+
+def _bad_model(model: Any) -> str | None:
+    """Why the network's constructor arguments cannot be trusted, or None."""
+    if not isinstance(model, dict):
+        return "its model settings are not a mapping"
+    bounds = {
+        "base_channels": (1, MAX_BASE_CHANNELS),
+        "num_residual_blocks": (0, MAX_RESIDUAL_BLOCKS),
+    }
+    unknown = set(model) - set(bounds)
+    if unknown:
+        return f"unknown model settings {sorted(map(str, unknown))[:3]}"
+    for key, (low, high) in bounds.items():
+        value = model.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            got = printable(repr(value), 40)
+            return f"model {key} must be a whole number in {low}..{high}, got {got}"
+    return None
 
 
 def load_any(path: Path, device: torch.device) -> tuple[Any, str, dict[str, Any]]:

@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from fastnst.errors import ConfigError
+
+
+def check_writable_folder(folder: Path, key: str) -> None:
+    """A ConfigError about ``key`` unless files can be written in ``folder`` (created if
+    missing): checked before the work whose results go there, not after it."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(key, f"{folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fastnst-write-check-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(key, f"cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def safe_name(text: object, fallback: str = "styled", limit: int = 64) -> str:
+    """Text from a file (a style name in a checkpoint) reduced to a file-name fragment:
+    letters, digits, ``.``, ``_`` and ``-`` only, no leading dot, at most ``limit``
+    characters. It can never name another folder (``/``, ``..``) or hide a file."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._-")[:limit]
+    return name or fallback
 
 
 @contextmanager

@@ -27,7 +27,8 @@ from fastnst.cli import CONF_DIR, run_job
 from fastnst.devices import pick_device
 from fastnst.download import style_image_path
 from fastnst.errors import ConfigError, check_number, require, settings_of
-from fastnst.images import load_image, save_image
+from fastnst.files import check_writable_folder
+from fastnst.images import image_format, load_image, save_image
 from fastnst.losses import PerceptualLoss
 from fastnst.vgg import MIN_IMAGE_SIZE
 
@@ -178,6 +179,13 @@ def check_optimize(cfg: DictConfig) -> None:
     check_number(cfg.log_every, "log_every", 1, integer=True)
     if cfg.size is not None:
         check_number(cfg.size, "size", MIN_IMAGE_SIZE, integer=True)
+    if cfg.output:
+        # Before optimising, not after: an output that cannot be written loses the work.
+        try:
+            image_format(cfg.output)
+        except ValueError as exc:
+            raise ConfigError("output", str(exc)) from None
+        check_writable_folder(Path(cfg.output).expanduser().resolve().parent, "output")
 
 
 def _run(cfg: DictConfig, out_dir: Path) -> Path:

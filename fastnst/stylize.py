@@ -21,6 +21,7 @@ from fastnst.checkpoint import load_any, trained_against
 from fastnst.commands import printable
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
+from fastnst.files import safe_name
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
@@ -82,15 +83,17 @@ def plan_outputs(
     folder (default: the current one) that receives ``<stem>_<style><ext>``, keeping the
     subfolders of an input folder."""
     if output is not None and len(found) == 1 and output.suffix and not output.is_dir():
-        return [Job(found[0][0], output)], []
+        # Resolved: "missing/../photo.jpg" is photo.jpg, and is checked as such.
+        return [Job(found[0][0], output.resolve())], []
     if output is not None and output.is_file():
         raise InputError(f"-o {output}: is a file; several inputs need a folder")
     folder = output if output is not None else Path.cwd()
+    style = safe_name(style)  # text from the checkpoint: never a path
     jobs, errors, taken = [], [], {}
     for src, root in found:
         sub = src.parent.relative_to(root) if root is not None else Path()
         suffix = ext if ext is not None else src.suffix or ".png"
-        dst = folder / sub / f"{src.stem}_{style}{suffix}"
+        dst = (folder / sub / f"{src.stem}_{style}{suffix}").resolve()
         if dst in taken:
             errors.append(f"{src}: would write {dst} as {taken[dst]} does; rename one of them")
             continue

@@ -18,7 +18,7 @@ from fastnst import commands
 from fastnst.cli import CONF_DIR, run_job
 from fastnst.data import ContentDataModule
 from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
-from fastnst.files import written_atomically
+from fastnst.files import check_writable_folder, written_atomically
 from fastnst.module import StyleTransferModule
 from fastnst.monitoring import ProjectedTime, RunLogger, StepProgressBar
 
@@ -71,6 +71,9 @@ def build(
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
     )
+    # Last, once every other setting is known to be good, and long before the first
+    # checkpoint: a folder that cannot be written would otherwise lose the whole run.
+    check_writable_folder(Path(cfg.checkpoint_dir).expanduser() / cfg.style.name, "checkpoint_dir")
     checkpoints = ModelCheckpoint(
         dirpath=Path(cfg.checkpoint_dir) / cfg.style.name,
         filename="step{step:07d}",

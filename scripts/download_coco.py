@@ -14,6 +14,8 @@ temporary folder that is renamed when complete. Then train with:
 from __future__ import annotations
 
 import argparse
+import re
+import shlex
 import shutil
 import sys
 import zipfile
@@ -63,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     md5 = dict(MD5)
     for item in args.md5:
-        split, _, value = item.partition("=")
+        # Checked before anything is fetched: a malformed checksum must never cost a download.
+        split, sep, value = item.partition("=")
+        value = value.strip().lower()
+        if not sep or split not in MD5:
+            parser.error(f"--md5 {item!r}: write SPLIT=MD5 with SPLIT one of {sorted(MD5)}")
+        if not re.fullmatch(r"[0-9a-f]{32}", value):
+            parser.error(f"--md5 {item!r}: an MD5 is 32 hexadecimal digits")
         md5[split] = value
     try:
         for split in args.splits:
@@ -79,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Train with: python -m fastnst.train data.root={args.root / 'train2017'}")
+    train = shlex.join(
+        [sys.executable, "-m", "fastnst.train", f"data.root={args.root / 'train2017'}"]
+    )
+    print(f"Train with: {train}")
     return 0
 
 

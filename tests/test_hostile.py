@@ -1,0 +1,242 @@
+"""Hostile and careless input: names from files are not paths, checkpoints are untrusted all
+the way down, and no finished work is lost to a check that could have run first."""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+
+import download_coco  # scripts/, on sys.path through conftest
+import pytest
+import torch
+
+from fastnst import checkpoint
+from fastnst.stylize import main as stylize_main
+
+from .conftest import COCO_TRAIN, CONTENT, STARRY_NIGHT, run_console, run_hydra_cli
+from .test_download import _coco_zip, server  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.shared_data
+PHOTO = CONTENT / "sailboat.jpg"
+
+
+def _one_line(result, *fragments: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def _doctored(tiny_checkpoint, tmp_path, name: str = "doctored.ckpt", **changes):
+    """The tiny checkpoint with parts replaced: meta=..., model=..., state=callable."""
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
+    if "meta" in changes:
+        ckpt["fastnst"].update(changes["meta"])
+    if "model" in changes:
+        ckpt["hyper_parameters"]["model"] = changes["model"]
+    if "state" in changes:
+        changes["state"](ckpt["state_dict"])
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return path
+
+
+# --- 1. names from files are not paths --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "style", ["../../escaped", "/etc/evil", "a/../../b", "..", "", "x\x1b[31mred\x07", "é" * 300]
+)
+def test_a_style_name_from_a_checkpoint_never_leaves_the_output_folder(
+    tiny_checkpoint, tmp_path, style
+):
+    crafted = _doctored(tiny_checkpoint, tmp_path, meta={"style_name": style})
+    out = tmp_path / "out" / "deep"
+    out.mkdir(parents=True)
+    result = run_console(stylize_main, [crafted, PHOTO, PHOTO.with_name("tubingen.jpg"), "-o", out])
+    assert result.returncode == 0, result.stderr
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".jpg")
+    assert len(written) == 2 and all(p.parent == out for p in written), written
+    assert all(len(p.name) < 120 and not p.name.startswith(".") for p in written)
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout
+
+
+def test_an_output_path_through_a_missing_folder_is_checked_where_it_lands(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    precious = tmp_path / "photo.jpg"
+    precious.write_bytes(PHOTO.read_bytes())
+    before = precious.read_bytes()
+    result = run_console(stylize_main, [tiny_checkpoint, PHOTO, "-o", "missing_dir/../photo.jpg"])
+    _one_line(result, "exists")
+    assert precious.read_bytes() == before
+
+
+# --- 2. checkpoints are untrusted, all the way down -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        ({"base_channels": 10**7}, "base_channels must be a whole number in 1..512"),
+        ({"base_channels": 2.5}, "base_channels"),
+        ({"base_channels": "32"}, "base_channels"),
+        ({"num_residual_blocks": 10**6}, "num_residual_blocks"),
+        ({"num_residual_blocks": -1}, "num_residual_blocks"),
+        ({"base_channels": True}, "base_channels"),
+        ({"channels": 8}, "unknown model settings"),
+        ("not a mapping", "not a mapping"),
+    ],
+)
+def test_absurd_or_mistyped_network_settings_are_refused_before_building(
+    tiny_checkpoint, tmp_path, model, fragment
+):
+    crafted = _doctored(tiny_checkpoint, tmp_path, model=model)
+    result = run_console(stylize_main, [crafted, PHOTO, "-o", tmp_path / "o.png"])
+    _one_line(result, "damaged fastnst checkpoint", fragment)
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_weights_are_refused(tiny_checkpoint, tmp_path, bad):
+    def poison(state):
+        key = sorted(state)[3]
+        state[key] = state[key].clone()
+        state[key].view(-1)[0] = bad
+
+    crafted = _doctored(tiny_checkpoint, tmp_path, state=poison)
+    result = run_console(stylize_main, [crafted, PHOTO, "-o", tmp_path / "o.png"])
+    _one_line(result, "NaN or infinite")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_non_tensor_weights_and_odd_metadata_are_refused(tiny_checkpoint, tmp_path):
+    def strings(state):
+        state[sorted(state)[0]] = "not a tensor"
+
+    crafted = _doctored(tiny_checkpoint, tmp_path, state=strings)
+    _one_line(run_console(stylize_main, [crafted, PHOTO, "-o", tmp_path / "o.png"]), "float")
+    crafted = _doctored(tiny_checkpoint, tmp_path, "meta.ckpt", meta={"style_name": 42})
+    _one_line(run_console(stylize_main, [crafted, PHOTO, "-o", tmp_path / "o.png"]), "style_name")
+
+
+def test_a_checkpoint_that_would_inflate_beyond_the_bound_is_refused(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    # A small file whose compressed entry inflates far beyond its size (the bound is lowered
+    # so that the test need not write gigabytes).
+    monkeypatch.setattr(checkpoint, "MAX_INFLATED_BYTES", 8 * 2**20)
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(tiny_checkpoint) as real:
+            for entry in real.infolist():
+                archive.writestr(entry.filename, real.read(entry))
+        archive.writestr("archive/data/999", b"\0" * (16 * 2**20))
+    assert bomb.stat().st_size < 2 * 2**20
+    result = run_console(stylize_main, [bomb, PHOTO, "-o", tmp_path / "o.png"])
+    _one_line(result, "would inflate")
+
+
+def test_a_torchscript_file_is_recognised_and_refused_clearly(tiny_checkpoint, tmp_path):
+    net, _ = checkpoint.load_network(tiny_checkpoint)
+    scripted = tmp_path / "model.pt"
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buffer)
+    scripted.write_bytes(buffer.getvalue())
+    result = run_console(stylize_main, [scripted, PHOTO, "-o", tmp_path / "o.png"])
+    _one_line(result, "TorchScript program", ".ckpt it was exported from")
+    assert "weights_only" not in result.stderr
+
+
+# --- 3. no finished work lost to a check that could have run first ----------------------------
+
+
+def test_an_unwritable_checkpoint_dir_fails_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    status, stderr = run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
+         f"checkpoint_dir={blocker}", f"hydra.run.dir={tmp_path / 'run'}"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert status == 2 and "checkpoint_dir" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "run" / "tensorboard").exists()  # no step was trained
+
+
+def test_an_unwritable_optimize_output_fails_before_optimising(tmp_path, monkeypatch, capsys):
+    from fastnst.optimize import main as optimize_main
+
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"content={PHOTO}", f"style.image={STARRY_NIGHT}", "loss.vgg_weights=random",
+         f"output={tmp_path / 'result.xyz'}", "steps=500", "size=32"],
+        monkeypatch, capsys, main=optimize_main,
+    )  # fmt: skip
+    assert status == 2 and "output" in stderr and ".xyz" in stderr
+    assert not list(tmp_path.rglob("losses.csv"))  # it stopped before the first step
+
+
+@pytest.mark.parametrize(
+    "md5",
+    ["train2017", "train2017:abc", "train2017=xyz", "val2017-" + "0" * 32, "coco=" + "0" * 32],
+)
+def test_a_malformed_md5_is_refused_before_any_download_and_keeps_partial_data(
+    server,  # noqa: F811 (the fixture)
+    tmp_path,
+    md5,
+):
+    base, files = server
+    partial = tmp_path / "coco" / "train2017.zip.part"
+    partial.parent.mkdir()
+    partial.write_bytes(b"the first gigabytes")
+    result = run_console(
+        download_coco.main, ["--root", tmp_path / "coco", "--base-url", base, "--md5", md5]
+    )
+    assert result.returncode == 2 and "--md5" in result.stderr
+    assert files.requests == [] and partial.read_bytes() == b"the first gigabytes"
+
+
+def test_an_upper_case_md5_is_the_same_checksum(server, tmp_path):  # noqa: F811
+    import hashlib
+
+    base, files = server
+    data = _coco_zip(tmp_path)
+    files.content["/train2017.zip"] = data
+    md5 = hashlib.md5(data).hexdigest().upper()
+    result = run_console(
+        download_coco.main,
+        ["--root", tmp_path / "coco", "--base-url", base, "--md5", f"train2017={md5}"],
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "coco" / "train2017").is_dir()
+
+
+# --- 6. values that pass Hydra's type check but not their meaning -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.image_size=64.5", "data.image_size"),
+        ("data.num_workers=1.5", "data.num_workers"),
+        ("model.base_channels=2.5", "model.base_channels"),
+        ("data.batch_size=true", "data.batch_size"),
+    ],
+)
+def test_numbers_that_must_be_whole_are_one_line_errors(
+    tmp_path, monkeypatch, capsys, override, key
+):
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
+         override, f"hydra.run.dir={tmp_path / 'run'}"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert status == 2 and "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and key in errors[0], stderr[-1500:]
