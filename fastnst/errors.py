@@ -22,7 +22,7 @@ class ConfigError(FastnstError, ValueError):
     def __init__(self, key: str, problem: str) -> None:
         self.key, self.problem = key, problem
         # "data.batch_size must be ..." reads as a sentence; anything else follows a colon.
-        sep = " " if problem.startswith(("must ", "has ")) else ": "
+        sep = " " if problem.startswith(("must ", "has ", "is ")) else ": "
         super().__init__(f"{key}{sep}{problem}")
 
     def __reduce__(self):  # picklable across DataLoader workers and DDP ranks

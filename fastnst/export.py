@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from fastnst.checkpoint import load_network
+from fastnst.commands import printable
 from fastnst.errors import CheckpointError
 from fastnst.files import written_atomically
 from fastnst.onnx_runtime import OnnxNetwork
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     shapes = ", ".join("x".join(map(str, s)) for s in VERIFY_SHAPES)
     runtime = "onnxruntime" if args.format == "onnx" else "torch.jit.load"
-    print(f"wrote {output} ({args.format}, style {style}, {output.stat().st_size / 1e6:.1f} MB)")
+    size = output.stat().st_size / 1e6
+    print(f"wrote {output} ({args.format}, style {printable(style, 80)}, {size:.1f} MB)")
     print(f"verified in {runtime} on {shapes}: max abs diff vs PyTorch {diff:.2e}")
     if diff > VERIFY_TOLERANCE:
         print(

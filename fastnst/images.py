@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 with warnings.catch_warnings():
     # torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; decode_jpeg
@@ -86,6 +86,18 @@ def _reading(path: Path) -> Iterator[None]:
         raise ImageReadError(f"{path}: not a readable image ({reason})") from None
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """The picture as its EXIF orientation says it is seen (phones store it sideways and tag
+    it); other images unchanged."""
+    return ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
+
+
+def frame_count(path: str | Path) -> int:
+    """Frames in an image file (animated GIF, WebP, PNG: more than 1); reads the header."""
+    with _reading(Path(path)), Image.open(path) as img:
+        return int(getattr(img, "n_frames", 1))
+
+
 def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Open an image file fully decoded as RGB.
 
@@ -104,7 +116,7 @@ def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
             scale = draft_size / min(w, h)
             img.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
         img.load()
-        return to_rgb(img)
+        return to_rgb(upright(img))
 
 
 def read_image_uint8(path: str | Path, draft_size: int | None = None) -> torch.Tensor:
@@ -125,7 +137,9 @@ def read_image_uint8(path: str | Path, draft_size: int | None = None) -> torch.T
             is_jpeg, shorter = img.format == "JPEG", min(img.size)
         if is_jpeg and (draft_size is None or shorter < 2 * draft_size):
             with _reading(path):  # libjpeg errors (truncated data) arrive as RuntimeError
-                return decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)
+                return decode_jpeg(
+                    read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True
+                )
     return pil_to_tensor(open_rgb(path, draft_size))
 
 
@@ -169,6 +183,7 @@ def load_image_with_alpha(path: str | Path) -> tuple[torch.Tensor, torch.Tensor 
     path = Path(path)
     with _reading(path), Image.open(path) as img:
         img.load()
+        img = upright(img)
         alpha = None
         if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
             img.mode == "P" and "transparency" in img.info

@@ -25,6 +25,7 @@ from torch import nn
 
 from fastnst.errors import check_number, require
 from fastnst.vgg import (
+    MIN_IMAGE_SIZE,
     TAPS,
     VGGFeatures,
     check_layer_names,
@@ -182,6 +183,13 @@ class PerceptualLoss(nn.Module):
 
     def set_style(self, style_image: torch.Tensor) -> None:
         """Compute the painting's style statistics (building the VGG the first time)."""
+        height, width = style_image.shape[-2:]
+        require(
+            min(height, width) >= MIN_IMAGE_SIZE,
+            "style_image",
+            f"is {width}x{height} px; the loss network needs at least {MIN_IMAGE_SIZE} px a "
+            "side (set style.size to scale it up)",
+        )
         if self.vgg is None:
             self.vgg = VGGFeatures(
                 self.style_layers + self.content_layers,

@@ -97,9 +97,9 @@ class StyleTransferModule(pl.LightningModule):
         with settings_of("loss", renamed={"style_weight": "style.weight"}):
             self.loss = PerceptualLoss(style_weight=style["weight"], **(loss or {}))
         # Every setting is checked; now the painting (maybe a download) and the VGG.
-        with settings_of("style"):
+        with settings_of("style", renamed={"style_image": "style.image"}):
             painting = style_image_path(style)
-        self.loss.set_style(load_image(painting, style["size"]))
+            self.loss.set_style(load_image(painting, style["size"]))
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
         self._input_style: torch.Tensor | None = None

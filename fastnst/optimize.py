@@ -200,9 +200,9 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
             style_weight=cfg.style.weight, **OmegaConf.to_container(cfg.loss, resolve=True)
         )
     # Every setting is checked; now the painting (maybe a download) and the VGG.
-    with settings_of("style"):
+    with settings_of("style", renamed={"style_image": "style.image"}):
         style_path = style_image_path(cfg.style)
-    loss.set_style(load_image(style_path, cfg.style.size))
+        loss.set_style(load_image(style_path, cfg.style.size))
     loss = loss.to(device)
 
     output = (

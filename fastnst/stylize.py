@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -26,6 +28,7 @@ from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
     find_images,
+    frame_count,
     image_format,
     load_image_with_alpha,
     resize_tensor_long_side,
@@ -241,11 +244,15 @@ class Run:
 
     def error(self, message: str) -> None:
         self.failed += 1
-        self.bar.write(f"fastnst-stylize: error: {message}", file=sys.stderr)
+        # Messages carry text from files (names, decoder errors): nothing that steers a terminal.
+        self.bar.write(f"fastnst-stylize: error: {printable(message, 2000)}", file=sys.stderr)
 
     def image(self, job: Job) -> None:
         """Read one image into the pending batch; the batch runs when full or sizes change."""
         image, alpha = load_image_with_alpha(job.src)
+        frames = frame_count(job.src)
+        if frames > 1:
+            self.say(f"note: {job.src} has {frames} frames; only the first is stylized")
         if self.args.size is not None:
             image = resize_tensor_long_side(image, self.args.size)
             alpha = None if alpha is None else resize_tensor_long_side(alpha, self.args.size)
@@ -320,6 +327,11 @@ class Run:
                 return
             check_destination(job, self.args.overwrite)
             if job.src.suffix.lower() in VIDEO_EXTENSIONS:
+                if job.dst.suffix.lower() not in VIDEO_EXTENSIONS:
+                    raise InputError(
+                        f"{job.src}: a video cannot become {job.dst.name}; give a video "
+                        f"extension ({', '.join(VIDEO_EXTENSIONS)})"
+                    )
                 self.flush()
                 self.video(job)
             else:
@@ -327,9 +339,31 @@ class Run:
         except (ImageReadError, InputError) as exc:
             self.error(str(exc))
             self.bar.update(1)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # Whatever else one file raises (a name too long for the file system, a codec
+            # that refuses its audio, ...) is that file's failure; the others are still done.
+            self.error(f"{job.src}: {type(exc).__name__}: {printable(first_line(exc))}")
+            self.bar.update(1)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """SIGTERM (a stopped job, a closed terminal) ends a run as Ctrl-C does: partial files
+    removed, a line saying what was written."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (called as a library): leave signals alone
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         device = pick_device(args.device, key="--device")

@@ -5,8 +5,12 @@ Config groups live in ``conf/`` (style, data, model, loss, trainer); see the REA
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
@@ -16,8 +20,16 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from fastnst import commands
 from fastnst.cli import CONF_DIR, run_job
+from fastnst.commands import printable
 from fastnst.data import ContentDataModule
-from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
+from fastnst.errors import (
+    ConfigError,
+    NonFiniteLossError,
+    check_number,
+    first_line,
+    require,
+    settings_of,
+)
 from fastnst.files import check_writable_folder, written_atomically
 from fastnst.module import StyleTransferModule
 from fastnst.monitoring import ProjectedTime, RunLogger, StepProgressBar
@@ -80,6 +92,9 @@ def build(
         auto_insert_metric_name=False,
         every_n_train_steps=cfg.checkpoint_every,
         save_last=True,
+        # last.ckpt is always this run's latest state: never a stale copied file with a
+        # last-v1.ckpt beside it that resume=last would not read.
+        enable_version_counter=False,
         # Keep the newest `checkpoint_keep` (Lightning writes each file atomically).
         monitor="step",
         mode="max",
@@ -128,12 +143,107 @@ def resume_path(cfg: DictConfig) -> Path | None:
     return path
 
 
+def settings_of_run(module: StyleTransferModule, datamodule: ContentDataModule) -> dict:
+    """What makes a run this run: the module's settings and the training crops."""
+    return {**dict(module.hparams), "data": datamodule.settings()}
+
+
+def check_resume_matches(path: Path, now: dict, accept_changes: bool) -> None:
+    """A ConfigError listing how the run's settings differ from those saved in the
+    checkpoint it resumes, unless ``resume_changes=accept``."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for a file it cannot read
+        reason = first_line(exc)
+        raise ConfigError("resume", f"{path} is not a readable checkpoint ({reason})") from None
+    saved = {**(ckpt.get("hyper_parameters") or {})}
+    saved["data"] = (ckpt.get(ContentDataModule.__qualname__) or {}).get("settings")
+    if saved["data"] is None:  # written before the data settings were saved: not compared
+        now = {**now, "data": None}
+    differences = [
+        f"{key} {old!r} -> {new!r}"
+        for key, old, new in _differences(saved, now)
+        if not key.startswith(("style.url", "style.sha256", "data.root", "data.num_workers"))
+    ]
+    if differences and not accept_changes:
+        raise ConfigError(
+            "resume",
+            f"{path} was trained with other settings ({'; '.join(differences[:6])}"
+            f"{'; ...' if len(differences) > 6 else ''}): set them back to continue that run, "
+            "or add resume_changes=accept to go on with the new ones",
+        )
+
+
+def _differences(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for k in sorted(set(old) | set(new), key=str):
+            found += _differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))
+        return found
+    return [] if old == new else [(key, old, new)]
+
+
+@contextmanager
+def owning(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.lock`` while the block runs: a second run writing the same checkpoint
+    folder is refused in one line instead of overwriting the first one's files. A lock left
+    by a run that died (its process is gone) is taken over."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        yield  # DDP ranks other than the first run inside the first one's lock
+        return
+    lock = folder / ".lock"
+    me = f"{os.getpid()}@{socket.gethostname()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = lock.read_text(errors="replace").strip() if lock.exists() else ""
+            pid, _, host = owner.partition("@")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)  # its run is gone
+                continue
+            raise ConfigError(
+                "checkpoint_dir",
+                f"{folder} is in use by another run (process {printable(owner, 60)}; "
+                f"delete {lock} if that run is gone)",
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def train(cfg: DictConfig, out_dir: Path) -> Path:
     """Run one training job; return the path of the trained model."""
     resume = resume_path(cfg)
     module, datamodule, trainer = build(cfg, out_dir)
+    require(
+        cfg.get("resume_changes", "refuse") in ("refuse", "accept"),
+        "resume_changes",
+        f"must be refuse or accept, got {cfg.get('resume_changes')!r}",
+    )
     if resume is not None:
+        now = settings_of_run(module, datamodule)
+        check_resume_matches(resume, now, cfg.get("resume_changes") == "accept")
         print(f"Resuming from {resume}")
+    with owning(Path(cfg.checkpoint_dir).expanduser() / cfg.style.name):
+        return _fit(cfg, out_dir, module, datamodule, trainer, resume)
+
+
+def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
     name = cfg.style.name
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)

@@ -113,7 +113,11 @@ def stylize_video(
                 codec, rate=rate, options=_X264_OPTIONS if codec == "libx264" else {}
             )
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+            # The encoder counts in the input's own time base, so each frame keeps its own
+            # timestamp: phones record variable frame rates, which a 1/fps clock would
+            # round into duplicate timestamps that the muxer refuses.
             vout.time_base = vin.time_base
+            vout.codec_context.time_base = vin.time_base
             aout = out.add_stream_from_template(ain) if ain is not None else None
 
             flicker_in, flicker_out = _Flicker(), _Flicker()

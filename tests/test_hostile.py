@@ -240,3 +240,218 @@ def test_numbers_that_must_be_whole_are_one_line_errors(
     assert status == 2 and "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and key in errors[0], stderr[-1500:]
+
+
+# --- 5. phone media ----------------------------------------------------------------------------
+
+
+def _sideways_jpeg(path, orientation: int = 6):
+    """A real photo stored as a phone stores a portrait: pixels sideways, EXIF tag to turn."""
+    from PIL import Image
+
+    with Image.open(PHOTO) as img:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        img.convert("RGB").save(path, exif=exif, quality=95)
+        return img.size  # (width, height) as stored
+
+
+def test_exif_orientation_is_applied_when_reading_and_stylizing(tiny_checkpoint, tmp_path):
+    from PIL import Image
+
+    from fastnst.images import load_image, read_image_uint8
+
+    phone = tmp_path / "portrait.jpg"
+    width, height = _sideways_jpeg(phone)
+    upright = load_image(phone)
+    assert upright.shape[-2:] == (width, height)  # turned a quarter: height and width swap
+    fast = read_image_uint8(phone)  # the training path, libjpeg straight into a tensor
+    assert fast.shape[-2:] == (width, height)
+    assert (fast.float() / 255 - upright).abs().mean() < 2 / 255
+    out = tmp_path / "portrait_styled.jpg"
+    result = run_console(stylize_main, [tiny_checkpoint, phone, "-o", out])
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as img:
+        assert img.size == (height, width)  # upright, as the phone showed it
+
+
+def test_an_animated_gif_says_only_its_first_frame_is_done(tiny_checkpoint, tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "green", "blue")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    result = run_console(stylize_main, [tiny_checkpoint, gif, "-o", tmp_path / "out.png"])
+    assert result.returncode == 0, result.stderr
+    assert "3 frames; only the first is stylized" in result.stdout
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_sigterm_ends_a_batch_like_ctrl_c(tiny_checkpoint, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from .conftest import STYLIZE
+
+    photos = sorted(COCO_TRAIN.glob("*.jpg"))[:40]
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [str(STYLIZE), str(tiny_checkpoint), *map(str, photos), "-o", str(out), "--device",
+         "cpu", "--size", "384"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.jpg"))):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted after" in stderr and "--skip-existing" in stderr
+    assert not [p for p in out.iterdir() if "partial" in p.name]
+
+
+# --- 6. one bad input never stops the batch ----------------------------------------------------
+
+
+def test_a_video_asked_to_become_an_image_fails_alone(tiny_checkpoint, tmp_path):
+    pytest.importorskip("av", reason="PyAV is part of the dev set-up")
+    from .test_video import make_clip
+
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, frames=3)
+    out = tmp_path / "out"
+    result = run_console(stylize_main, [tiny_checkpoint, clip, PHOTO, "-o", out, "--ext", ".png"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "a video cannot become clip_starry_night.png" in errors[0]
+    assert (out / "sailboat_starry_night.png").is_file()  # the other input is done
+
+
+def test_a_file_name_too_long_for_the_file_system_fails_alone(tiny_checkpoint, tmp_path):
+    long = tmp_path / ("x" * 250 + ".jpg")
+    long.write_bytes(PHOTO.read_bytes())
+    out = tmp_path / "out"
+    result = run_console(stylize_main, [tiny_checkpoint, long, PHOTO, "-o", out])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "xxxx" in errors[0], result.stderr
+    assert (out / "sailboat_starry_night.jpg").is_file()
+
+
+# --- 4. resume continues the run it claims to continue -----------------------------------------
+
+
+def _tiny_run(tmp, checkpoints, *extra):
+    from fastnst.train import train
+
+    from .conftest import compose_config
+
+    cfg = compose_config(
+        ["model=small", "data.image_size=32", "data.batch_size=2", "data.val_count=2",
+         "trainer.val_check_interval=2", "checkpoint_every=2", f"checkpoint_dir={checkpoints}",
+         *extra],
+    )  # fmt: skip
+    return train(cfg, tmp / "run")
+
+
+def test_resume_last_in_a_copied_folder_continues_and_updates_last(tmp_path):
+    import shutil
+
+    _tiny_run(tmp_path, tmp_path / "a", "trainer.max_steps=4")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # a copied (or moved) checkpoint folder
+    _tiny_run(tmp_path, tmp_path / "b", "trainer.max_steps=8", "resume=last")
+    folder = tmp_path / "b" / "starry_night"
+    last = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 8  # last.ckpt itself moved on: a third resume starts at 8
+    assert not list(folder.glob("last-v*.ckpt"))
+
+
+def test_resume_with_other_settings_is_refused_listing_them(tmp_path, monkeypatch, capsys):
+    _tiny_run(tmp_path, tmp_path / "ck", "trainer.max_steps=2")
+    monkeypatch.chdir(tmp_path)
+    common = [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
+              "model=small", "data.batch_size=2", "data.val_count=2", "data.num_workers=0",
+              "trainer.max_steps=4", f"checkpoint_dir={tmp_path / 'ck'}", "resume=last",
+              f"hydra.run.dir={tmp_path / 'run2'}"]  # fmt: skip
+    status, stderr = run_hydra_cli(
+        [*common, "data.image_size=48", "lr=0.002", "model.base_channels=8"], monkeypatch, capsys
+    )
+    assert status == 2 and "Traceback" not in stderr
+    error = next(line for line in stderr.splitlines() if line.startswith("error:"))
+    for difference in ("data.image_size 32 -> 48", "lr 0.001 -> 0.002", "base_channels 16 -> 8"):
+        assert difference in error, error
+    assert "resume_changes=accept" in error
+    # Said which to keep: the new ones (the network's shape must still fit the weights).
+    status, stderr = run_hydra_cli(
+        [*common, "data.image_size=48", "lr=0.002", "resume_changes=accept"], monkeypatch, capsys
+    )
+    assert status == 0, stderr[-2000:]
+
+
+def test_a_checkpoint_folder_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import os
+
+    from fastnst.errors import ConfigError
+
+    folder = tmp_path / "ck" / "starry_night"
+    folder.mkdir(parents=True)
+    lock = folder / ".lock"
+    import socket
+
+    lock.write_text(f"{os.getpid()}@{socket.gethostname()}")  # a live run (this process)
+    with pytest.raises(ConfigError, match="in use by another run"):
+        _tiny_run(tmp_path, tmp_path / "ck", "trainer.max_steps=2")
+    assert lock.exists()  # not ours to remove
+    lock.write_text(f"999999999@{socket.gethostname()}")  # a run that died
+    _tiny_run(tmp_path, tmp_path / "ck", "trainer.max_steps=2")
+    assert not lock.exists() and (tmp_path / "ck" / "starry_night.ckpt").is_file()
+
+
+def test_a_variable_frame_rate_video_keeps_every_frames_timestamp(tiny_checkpoint, tmp_path):
+    av = pytest.importorskip("av", reason="PyAV is part of the dev set-up")
+    from fractions import Fraction
+
+    import numpy as np
+
+    clip, ms = tmp_path / "phone.mp4", Fraction(1, 1000)
+    gaps = [20, 33, 50, 16, 40]  # milliseconds between frames, as a phone records
+    with av.open(str(clip), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.time_base = video.codec_context.time_base = ms
+        t = 0
+        for i in range(15):
+            rgb = np.zeros((48, 64, 3), np.uint8)
+            rgb[..., 0] = i * 15
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = t, ms
+            out.mux(video.encode(frame))
+            t += gaps[i % len(gaps)]
+        out.mux(video.encode(None))
+
+    def times(path):
+        with av.open(str(path)) as container:
+            return [round(float(f.pts * f.time_base), 3) for f in container.decode(video=0)]
+
+    styled = tmp_path / "styled.mp4"
+    result = run_console(stylize_main, [tiny_checkpoint, clip, "-o", styled])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert times(styled) == times(clip) and len(times(clip)) == 15
+
+
+def test_a_style_image_too_small_for_style_size_null_is_one_line(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    tiny = tmp_path / "tiny_painting.png"
+    Image.new("RGB", (12, 9), "orange").save(tiny)
+    monkeypatch.chdir(tmp_path)
+    status, stderr = run_hydra_cli(
+        [f"style.image={tiny}", "style.size=null", f"data.root={COCO_TRAIN}",
+         "loss.vgg_weights=random", f"hydra.run.dir={tmp_path / 'run'}"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert status == 2 and "Traceback" not in stderr
+    error = next(line for line in stderr.splitlines() if line.startswith("error:"))
+    assert "style.image is 12x9 px" in error and "style.size" in error

@@ -34,7 +34,7 @@ class ResizedCache:
     about 31 GB for COCO train2017 at the default 256 px.
     """
 
-    VERSION = 1
+    VERSION = 2  # 2: EXIF orientation applied
 
     def __init__(
         self, root: str | Path, files: Sequence[Path], augment: Augment, draft_size: int | None

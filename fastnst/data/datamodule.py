@@ -222,14 +222,33 @@ class ContentDataModule(pl.LightningDataModule):
             )
         return batch
 
-    def state_dict(self) -> dict[str, int]:
-        """Where in its epoch the run is, saved in checkpoints (Lightning calls this)."""
+    def settings(self) -> dict[str, Any]:
+        """What shapes the training samples; saved in checkpoints so that a resumed run can
+        be checked against the run it continues."""
+        return {
+            "root": str(self.root),
+            "image_size": self.image_size,
+            "resize_size": self.resize_size,
+            "hflip": self.hflip,
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "seed": self.seed,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where in its epoch the run is and its settings, saved in checkpoints (Lightning
+        calls this)."""
         if self.trainer is None:
             return {}
         epoch, done = self._position
         if epoch != self.trainer.current_epoch:  # no batch of this epoch yet
             epoch, done = self.trainer.current_epoch, 0
-        return {"epoch": epoch, "batches_done": done, "world_size": self.trainer.world_size}
+        return {
+            "epoch": epoch,
+            "batches_done": done,
+            "world_size": self.trainer.world_size,
+            "settings": self.settings(),
+        }
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         if state_dict:
