@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -92,12 +93,6 @@ def upright(img: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
 
 
-def frame_count(path: str | Path) -> int:
-    """Frames in an image file (animated GIF, WebP, PNG: more than 1); reads the header."""
-    with _reading(Path(path)), Image.open(path) as img:
-        return int(getattr(img, "n_frames", 1))
-
-
 def open_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """Open an image file fully decoded as RGB.
 
@@ -174,14 +169,22 @@ def resize_long_side(img: Image.Image, size: int) -> Image.Image:
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
-def load_image_with_alpha(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Read an image as RGB float CHW plus its alpha channel (1HW float), or None without one.
+class ImageWithAlpha(NamedTuple):
+    rgb: torch.Tensor  # float CHW
+    alpha: torch.Tensor | None  # float 1HW, or None for an opaque image
+    frames: int  # frames in the file (an animated GIF, WebP, PNG: more than 1; rgb is the first)
+
+
+def load_image_with_alpha(path: str | Path) -> ImageWithAlpha:
+    """Read an image as RGB float CHW plus its alpha channel (1HW float), or None without one,
+    and how many frames the file holds.
 
     The RGB part is what :func:`to_rgb` makes of the file (transparent pixels over white), so a
     network sees the same picture as through :func:`load_image`; the alpha goes back on after.
     """
     path = Path(path)
     with _reading(path), Image.open(path) as img:
+        frames = int(getattr(img, "n_frames", 1))
         img.load()
         img = upright(img)
         alpha = None
@@ -189,7 +192,7 @@ def load_image_with_alpha(path: str | Path) -> tuple[torch.Tensor, torch.Tensor 
             img.mode == "P" and "transparency" in img.info
         ):
             alpha = pil_to_float(img.convert("RGBA").getchannel("A"))
-        return pil_to_float(to_rgb(img)), alpha
+        return ImageWithAlpha(pil_to_float(to_rgb(img)), alpha, frames)
 
 
 def resize_tensor_long_side(image: torch.Tensor, size: int) -> torch.Tensor:

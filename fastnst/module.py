@@ -184,10 +184,9 @@ class StyleTransferModule(pl.LightningModule):
         self.check_finite()
         # The frozen VGG (60-80 MB) is rebuilt from its weights setting; only the network
         # being trained goes into the file.
-        loss = self.hparams.loss or {}
         ckpt_format.prepare(
             checkpoint,
             self.style_name,
-            loss_network=loss.get("network", "vgg19"),
-            vgg_weights=str(loss.get("vgg_weights", "imagenet")),
+            loss_network=self.loss.network,
+            vgg_weights=str(self.loss.vgg_weights),
         )

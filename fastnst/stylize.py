@@ -28,7 +28,6 @@ from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
     find_images,
-    frame_count,
     image_format,
     load_image_with_alpha,
     resize_tensor_long_side,
@@ -249,8 +248,7 @@ class Run:
 
     def image(self, job: Job) -> None:
         """Read one image into the pending batch; the batch runs when full or sizes change."""
-        image, alpha = load_image_with_alpha(job.src)
-        frames = frame_count(job.src)
+        image, alpha, frames = load_image_with_alpha(job.src)
         if frames > 1:
             self.say(f"note: {job.src} has {frames} frames; only the first is stylized")
         if self.args.size is not None:

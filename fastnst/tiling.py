@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -161,6 +162,26 @@ def _chain_reach(blocks: Sequence[nn.Module]) -> float:
     return reach
 
 
+def _walk(net: TransformerNet) -> Iterator[tuple[Stage, float, float]]:
+    """Each declared stage with the resolution of its input and of its output, relative to
+    the image."""
+    scale = 1.0
+    for stage in net.stages():
+        out = scale * _chain_scales(stage.blocks)[-1] if stage.kind == "chain" else scale
+        yield stage, scale, out
+        scale = out
+
+
+@dataclass
+class _Passes:
+    """What every tiled pass of one :func:`stylize_exact` call shares."""
+
+    stats: dict[InstanceNorm, Moments]  # the norms' whole-image statistics found so far
+    device: torch.device
+    autocast: Callable[[], AbstractContextManager]
+    step: Callable[[int], None]  # progress, once per pass over the image
+
+
 def _out_size(blocks: Sequence[nn.Module], height: int, width: int) -> tuple[int, int]:
     for block in blocks:
         height, width = block.out_size(height, width)
@@ -194,36 +215,28 @@ def stylize_exact(
     check_tileable(net)
     height, width = image.shape[-2:]
     tile = max(MIN_TILE, tile // 4 * 4)
-    stats: dict[InstanceNorm, Moments] = {}
-    step = progress or (lambda n: None)
-    x, scale = image, 1.0  # the current map and its resolution relative to the image
-    for stage in net.stages():
+    passes = _Passes({}, device, autocast, progress or (lambda n: None))
+    x = image  # the current map, at the resolution of the stage about to run
+    for stage, scale, _ in _walk(net):
         stage_tile = tile if scale == 1 else max(MIN_STAGE_TILE, round(tile * scale))
         if stage.kind == "chain":
-            x = _exact_chain(stage, x, stage_tile, stats, device, autocast, step)
-            scale = scale * _chain_scales(stage.blocks)[-1]
+            x = _exact_chain(stage, x, stage_tile, passes)
         elif stage.kind == "residual":
-            _exact_residual(stage, x, stage_tile, stats, device, autocast, step)
+            _exact_residual(stage, x, stage_tile, passes)
         else:
             raise TypeError(f"tiling does not know stages of kind {stage.kind!r}")
     return net.finish(x, height, width)
 
 
-def _exact_chain(
-    stage: Stage,
-    x: torch.Tensor,
-    tile: int,
-    stats: dict[InstanceNorm, Moments],
-    device: torch.device,
-    autocast: Callable[[], AbstractContextManager],
-    step: Callable[[int], None],
-) -> torch.Tensor:
+def _exact_chain(stage: Stage, x: torch.Tensor, tile: int, passes: _Passes) -> torch.Tensor:
     """A moment pass per norm of the chain (earlier norms fixed), then its stored output."""
     blocks = list(stage.blocks)
     scales = _chain_scales(blocks)
     align = _chain_align(blocks)
-    if _chain_reach(blocks) > CONTEXT:
-        raise ValueError(f"a stage reaches {_chain_reach(blocks)} px, beyond the tiles' context")
+    reach = _chain_reach(blocks)
+    if reach > CONTEXT:
+        raise ValueError(f"a stage reaches {reach} px, beyond the tiles' context")
+    stats, device, autocast = passes.stats, passes.device, passes.autocast
     for k, block in enumerate(blocks):
         if block.norm is None:
             continue
@@ -238,7 +251,7 @@ def _exact_chain(
             _over_tiles(
                 prefix, x, tile, scales[k], align, lambda o, *_, acc=acc: acc.add(o), device
             )
-        step(1)
+        passes.step(1)
         stats[block.norm] = acc.result()
 
     out = torch.empty(x.shape[0], blocks[-1].out_channels, *_out_size(blocks, *x.shape[-2:]))
@@ -253,22 +266,15 @@ def _exact_chain(
 
     with autocast(), fixed(stats):
         _over_tiles(whole, x, tile, scales[-1], align, sink, device)
-    step(1)
+    passes.step(1)
     return out
 
 
-def _exact_residual(
-    stage: Stage,
-    x: torch.Tensor,
-    band: int,
-    stats: dict[InstanceNorm, Moments],
-    device: torch.device,
-    autocast: Callable[[], AbstractContextManager],
-    step: Callable[[int], None],
-) -> None:
+def _exact_residual(stage: Stage, x: torch.Tensor, band: int, passes: _Passes) -> None:
     """Residual blocks on the stored map ``x`` (updated in place), in full-width bands with
     as many rows of context as each conv reaches: conv, whole-map moments, normalise."""
     rows = x.shape[2]
+    stats, device, autocast = passes.stats, passes.device, passes.autocast
 
     def banded(layer: nn.Module, src: torch.Tensor) -> torch.Tensor:
         """The layer's convolution over the whole map, band by band."""
@@ -303,39 +309,36 @@ def _exact_residual(
             h = banded(layer, h)
             normalise(layer, h, x if i == len(layers) - 1 else None)
         del h
-        step(1)
+        passes.step(1)
 
 
 def exact_memory(net: TransformerNet, height: int, width: int) -> int:
     """Bytes of the maps :func:`stylize_exact` keeps on the CPU for a height x width image:
     the most that one stage holds at once (a residual stage: its input and two layer
     outputs; a chain: its stored input and output), the image and the output excepted."""
-    peak, scale = 0.0, 1.0
-    channels = 3
-    for stage in net.stages():
+    peak, channels = 0.0, 3  # floats per image pixel; channels of the current map
+    for stage, scale, out_scale in _walk(net):
         if stage.kind == "residual":
             peak = max(peak, 3 * channels * scale**2)
             continue
-        out_scale = scale * _chain_scales(stage.blocks)[-1]
         held = (channels * scale**2 if scale != 1 else 0) + (
             stage.blocks[-1].out_channels * out_scale**2 if out_scale != 1 else 0
         )
         peak = max(peak, held)
-        scale, channels = out_scale, stage.blocks[-1].out_channels
+        channels = stage.blocks[-1].out_channels
     return round(height * width * peak * _FLOAT)
 
 
 def full_resolution_channels(net: TransformerNet) -> int:
     """Channels of the network's widest normalised feature map at the input's resolution:
     what an untiled forward's peak memory grows with."""
-    widest, scale = 0, 1.0
-    for stage in net.stages():
+    widest = 0
+    for stage, scale, _ in _walk(net):
         if stage.kind != "chain":
             continue
         for block, block_scale in zip(stage.blocks, _chain_scales(stage.blocks), strict=True):
             if scale * block_scale == 1 and block.norm is not None:
                 widest = max(widest, block.out_channels)
-        scale *= _chain_scales(stage.blocks)[-1]
     return widest
 
 
