@@ -175,9 +175,10 @@ class ImageWithAlpha(NamedTuple):
     frames: int  # frames in the file (an animated GIF, WebP, PNG: more than 1; rgb is the first)
 
 
-def load_image_with_alpha(path: str | Path) -> ImageWithAlpha:
+def load_image_with_alpha(path: str | Path, size: int | None = None) -> ImageWithAlpha:
     """Read an image as RGB float CHW plus its alpha channel (1HW float), or None without one,
-    and how many frames the file holds.
+    and how many frames the file holds; with ``size``, both scaled so the long side is that
+    (as ``fastnst-stylize --size`` and the app's size do).
 
     The RGB part is what :func:`to_rgb` makes of the file (transparent pixels over white), so a
     network sees the same picture as through :func:`load_image`; the alpha goes back on after.
@@ -192,7 +193,25 @@ def load_image_with_alpha(path: str | Path) -> ImageWithAlpha:
             img.mode == "P" and "transparency" in img.info
         ):
             alpha = pil_to_float(img.convert("RGBA").getchannel("A"))
-        return ImageWithAlpha(pil_to_float(to_rgb(img)), alpha, frames)
+        rgb = pil_to_float(to_rgb(img))
+    if size is not None:
+        rgb = resize_tensor_long_side(rgb, size)
+        alpha = None if alpha is None else resize_tensor_long_side(alpha, size)
+    return ImageWithAlpha(rgb, alpha, frames)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file as it is seen (EXIF orientation applied), read from
+    its header only.
+
+    Raises:
+        ImageReadError: the file is missing, not an image, or over Pillow's pixel limit.
+    """
+    path = Path(path)
+    with _reading(path), Image.open(path) as img:
+        width, height = img.size
+        # Orientations 5-8 are stored turned by a quarter.
+        return (height, width) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
 
 
 def resize_tensor_long_side(image: torch.Tensor, size: int) -> torch.Tensor:

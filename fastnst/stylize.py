@@ -30,7 +30,6 @@ from fastnst.images import (
     find_images,
     image_format,
     load_image_with_alpha,
-    resize_tensor_long_side,
     save_image,
 )
 from fastnst.inference import Stylizer, parse_memory
@@ -248,12 +247,9 @@ class Run:
 
     def image(self, job: Job) -> None:
         """Read one image into the pending batch; the batch runs when full or sizes change."""
-        image, alpha, frames = load_image_with_alpha(job.src)
+        image, alpha, frames = load_image_with_alpha(job.src, self.args.size)
         if frames > 1:
             self.say(f"note: {job.src} has {frames} frames; only the first is stylized")
-        if self.args.size is not None:
-            image = resize_tensor_long_side(image, self.args.size)
-            alpha = None if alpha is None else resize_tensor_long_side(alpha, self.args.size)
         if self.pending and self.pending[0][1].shape != image.shape:
             self.flush()
         self.pending.append((job, image, alpha))

@@ -9,7 +9,13 @@ from pathlib import Path
 from .conftest import REPO
 
 PACKAGE = REPO / "fastnst"
-ENTRY_POINTS = {"fastnst.train", "fastnst.optimize", "fastnst.stylize", "fastnst.export"}
+ENTRY_POINTS = {
+    "fastnst.train",
+    "fastnst.optimize",
+    "fastnst.stylize",
+    "fastnst.export",
+    "fastnst.app",
+}
 
 
 def _module_name(path: Path) -> str:

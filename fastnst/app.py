@@ -1,0 +1,531 @@
+"""``fastnst-app``: a local web page to try trained networks on photos.
+
+    fastnst-app                      # the models in ./checkpoints, on http://127.0.0.1:7860
+    fastnst-app my_models/ wave.onnx --port 8000
+
+Pick a model, drop a photo (or take a webcam snapshot), see input and output side by side and
+download the output at full size. The controls are ``fastnst-stylize``'s options (``--size``,
+``--strength``, ``--preserve-color``) and run the same code (:mod:`fastnst.inference`), so the
+page's output is the command's output, large images tiled exactly as there. The web server is
+Starlette on uvicorn (``pip install 'fastnst[app]'``), imported only when the app starts;
+stylizing runs on one worker thread, so the page stays responsive and one photo at a time uses
+the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import socket
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fastnst.checkpoint import load_any, trained_against
+from fastnst.commands import printable
+from fastnst.devices import DEVICES, pick_device
+from fastnst.errors import CheckpointError, ConfigError, FastnstError, ImageReadError, first_line
+from fastnst.files import safe_name
+from fastnst.images import image_size, load_image_with_alpha, save_image
+from fastnst.inference import Stylizer, parse_memory
+from fastnst.tiling import MIN_TILE
+
+PAGE = Path(__file__).with_name("app.html")
+DEFAULT_PORT = 7860
+MODEL_SUFFIXES = (".ckpt", ".onnx")
+# Jobs whose images are kept for the page to fetch (the newest ones).
+KEEP_JOBS = 16
+
+
+# --- the models -----------------------------------------------------------------------------
+
+
+def find_models(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Model files named or found (recursively) under ``paths``, and one line per problem.
+
+    Resumable training checkpoints (``<checkpoint_dir>/<style>/last.ckpt``, ``step*.ckpt``)
+    are left out of folders: the finished model of a run is ``<checkpoint_dir>/<style>.ckpt``.
+    """
+    found: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in MODEL_SUFFIXES
+                and p.is_file()
+                and not (p.name == "last.ckpt" or p.name.startswith("step"))
+            )
+            if not files:
+                problems.append(f"{path}: no trained models here (.ckpt, .onnx)")
+            found += files
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, problems
+
+
+@dataclass
+class Model:
+    id: str
+    path: Path
+    style: str
+    about: str
+    net: Any
+
+
+class Library:
+    """The loaded models, by id (the order they were found in)."""
+
+    def __init__(self, paths: list[Path], device: torch.device) -> None:
+        self.device = device
+        self.models: dict[str, Model] = {}
+        self.problems: list[str] = []
+        files, self.problems = find_models(paths)
+        for n, path in enumerate(files):
+            try:
+                net, style, meta = load_any(path, device)
+            except CheckpointError as exc:
+                self.problems.append(str(exc))
+                continue
+            about = trained_against(meta)[0] if meta else "ONNX export"
+            if isinstance(net, torch.nn.Module) and device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)  # as fastnst-stylize does
+            model_id = f"m{n}"
+            self.models[model_id] = Model(model_id, path, printable(style, 80), about, net)
+
+    def describe(self) -> list[dict[str, str]]:
+        return [
+            {"id": m.id, "style": m.style, "file": m.path.name, "about": m.about}
+            for m in self.models.values()
+        ]
+
+
+# --- the work -------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """One request's controls: ``fastnst-stylize``'s options of the same names."""
+
+    size: int | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+
+    @classmethod
+    def from_query(cls, query: dict[str, str]) -> Settings:
+        """Parse and check the page's controls; ValueError with a message for the page."""
+        settings = cls()
+        size = query.get("size", "").strip()
+        if size:
+            if not size.isdigit() or int(size) < 8:
+                raise ValueError(f"size must be a whole number of pixels, at least 8 (got {size})")
+            settings.size = int(size)
+        strength = query.get("strength", "1").strip()
+        try:
+            settings.strength = float(strength)
+        except ValueError:
+            raise ValueError(f"strength must be a number within 0..1 (got {strength})") from None
+        if not 0.0 <= settings.strength <= 1.0:
+            raise ValueError(f"strength must be within 0..1 (got {strength})")
+        settings.preserve_color = query.get("preserve_color", "") in ("1", "true", "on")
+        return settings
+
+
+@dataclass
+class Job:
+    id: str
+    name: str  # the uploaded file's name, for messages and the download's name
+    state: str = "queued"  # queued | running | done | error
+    done: int = 0
+    total: int = 0
+    error: str = ""
+    width: int = 0
+    height: int = 0
+    input_png: bytes = b""
+    output_png: bytes = b""
+    download_name: str = "stylized.png"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "id": self.id,
+                "state": self.state,
+                "done": self.done,
+                "total": self.total,
+                "error": self.error,
+                "width": self.width,
+                "height": self.height,
+                "download_name": self.download_name,
+            }
+
+
+@dataclass
+class Limits:
+    max_upload_bytes: int = 50 * 2**20
+    max_pixels: int = 40_000_000
+    tile: int | None = None
+    max_memory: int | None = None
+
+
+def _png_bytes(image: torch.Tensor, alpha: torch.Tensor | None, folder: Path) -> bytes:
+    # The same writer as the command line's (save_image), so the bytes are the same too.
+    path = folder / "out.png"
+    save_image(image, path, alpha=alpha)
+    return path.read_bytes()
+
+
+class Worker:
+    """Runs jobs one at a time on a thread; keeps the newest :data:`KEEP_JOBS`."""
+
+    def __init__(self, library: Library, limits: Limits) -> None:
+        self.library, self.limits = library, limits
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastnst-app")
+        self.ids = itertools.count(1)
+
+    def submit(self, model: Model, settings: Settings, upload: Path, name: str) -> Job:
+        job = Job(id=str(next(self.ids)), name=name)
+        with self.lock:
+            self.jobs[job.id] = job
+            while len(self.jobs) > KEEP_JOBS:
+                self.jobs.popitem(last=False)
+        self.pool.submit(self._run, job, model, settings, upload)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self.lock:
+            return self.jobs.get(job_id)
+
+    def _fail(self, job: Job, message: str) -> None:
+        with job.lock:
+            job.state, job.error = "error", printable(message, 500)
+
+    def _run(self, job: Job, model: Model, settings: Settings, upload: Path) -> None:
+        try:
+            self._stylize(job, model, settings, upload)
+        except ImageReadError as exc:
+            # The message names the temporary file; the user knows the file by its own name.
+            reason = str(exc).split(": ", 1)[-1].replace(str(upload), job.name)
+            self._fail(job, f"{job.name}: {reason}")
+        except (FastnstError, ValueError) as exc:
+            self._fail(job, f"{job.name}: {first_line(exc)}")
+        except torch.cuda.OutOfMemoryError:
+            self._fail(job, f"{job.name}: out of memory; choose a smaller size")
+        except Exception as exc:  # noqa: BLE001 - one photo's failure must not stop the app
+            self._fail(
+                job, f"{job.name}: stylizing failed ({type(exc).__name__}: {first_line(exc)})"
+            )
+        finally:
+            upload.unlink(missing_ok=True)
+
+    def _stylize(self, job: Job, model: Model, settings: Settings, upload: Path) -> None:
+        with job.lock:
+            job.state = "running"
+        width, height = image_size(upload)
+        if settings.size is not None:
+            scale = settings.size / max(width, height)
+            width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        if width * height > self.limits.max_pixels:
+            raise ValueError(
+                f"is {width}x{height} px ({width * height / 1e6:.0f} MP); the app takes at "
+                f"most {self.limits.max_pixels / 1e6:.0f} MP: choose a smaller size, or use "
+                "fastnst-stylize"
+            )
+        image, alpha, _ = load_image_with_alpha(upload, settings.size)
+        stylizer = Stylizer(
+            model.net,
+            device=self.library.device,
+            tile=self.limits.tile,
+            max_memory=self.limits.max_memory,
+            preserve_color=settings.preserve_color,
+            strength=settings.strength,
+        )
+        height, width = image.shape[-2:]
+        plan = stylizer.plan(height, width)
+        with job.lock:
+            job.width, job.height = width, height
+            job.total = plan.steps if plan is not None else 1
+
+        def progress(n: int = 1) -> None:
+            with job.lock:
+                job.done += n
+
+        with tempfile.TemporaryDirectory(prefix="fastnst-app-") as tmp:
+            input_png = _png_bytes(image, alpha, Path(tmp))
+            with job.lock:
+                job.input_png = input_png
+            out = stylizer(image[None], progress=progress if plan is not None else None)
+            output_png = _png_bytes(out[0], alpha, Path(tmp))
+        stem = safe_name(Path(job.name).stem) or "photo"
+        with job.lock:
+            job.output_png = output_png
+            job.download_name = f"{stem}_{safe_name(model.style)}.png"
+            job.done, job.state = job.total, "done"
+
+
+# --- the web app ----------------------------------------------------------------------------
+
+
+def create_app(library: Library, limits: Limits) -> Any:
+    """The Starlette application: the page and its JSON API."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    worker = Worker(library, limits)
+    page = PAGE.read_text(encoding="utf-8")
+
+    def error(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "models": library.describe(),
+                "max_upload_mb": round(limits.max_upload_bytes / 2**20, 3),
+                "max_megapixels": round(limits.max_pixels / 1e6, 3),
+            }
+        )
+
+    async def stylize(request: Request) -> JSONResponse:
+        query = dict(request.query_params)
+        model = library.models.get(query.get("model", ""))
+        if model is None:
+            return error("choose one of the models listed on the page")
+        try:
+            settings = Settings.from_query(query)
+        except ValueError as exc:
+            return error(str(exc))
+        name = printable(query.get("name", "") or "upload", 200)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
+            return error(_too_big(name, int(declared), limits), 413)
+        handle = tempfile.NamedTemporaryFile(prefix="fastnst-upload-", delete=False)
+        upload = Path(handle.name)
+        received = 0
+        try:
+            with handle:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limits.max_upload_bytes:
+                        upload.unlink(missing_ok=True)
+                        return error(_too_big(name, received, limits), 413)
+                    handle.write(chunk)
+        except Exception:  # the browser went away mid-upload
+            upload.unlink(missing_ok=True)
+            raise
+        if received == 0:
+            upload.unlink(missing_ok=True)
+            return error(f"{name}: the file is empty")
+        job = worker.submit(model, settings, upload, name)
+        return JSONResponse(job.status())
+
+    def _job(request: Request) -> Job | None:
+        return worker.get(request.path_params["job"])
+
+    async def status(request: Request) -> JSONResponse:
+        job = _job(request)
+        if job is None:
+            return error("no such job (the app keeps the newest ones)", 404)
+        return JSONResponse(job.status())
+
+    async def image(request: Request) -> Response:
+        job = _job(request)
+        which = request.path_params["which"]
+        if job is None or which not in ("input", "output"):
+            return error("no such image", 404)
+        with job.lock:
+            data = job.input_png if which == "input" else job.output_png
+            name = job.download_name
+        if not data:
+            return error("not ready yet", 409)
+        headers = {"Cache-Control": "no-store"}
+        if request.query_params.get("download"):
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return Response(data, media_type="image/png", headers=headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        # Stopping: let the photo being painted finish, start no other.
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: worker.pool.shutdown(cancel_futures=True)
+        )
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/models", models),
+            Route("/api/stylize", stylize, methods=["POST"]),
+            Route("/api/jobs/{job}", status),
+            Route("/api/jobs/{job}/{which}.png", image),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def _too_big(name: str, size: int, limits: Limits) -> str:
+    return (
+        f"{name}: the file is over {limits.max_upload_bytes / 2**20:.3g} MB, the most the app "
+        "takes (fastnst-app --max-upload-mb N changes it)"
+    )
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fastnst-app",
+        description="A local web page to stylize photos with trained networks.",
+    )
+    parser.add_argument(
+        "models",
+        nargs="*",
+        type=Path,
+        default=[Path("checkpoints")],
+        help="model files (.ckpt, .onnx) or folders searched for them (default: checkpoints/)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every "
+        "network this machine is on)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free one"
+    )
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (50 MB)")
+    parser.add_argument(
+        "--max-megapixels",
+        type=int,
+        default=40,
+        help="largest image to stylize, after --size (40 MP)",
+    )
+    parser.add_argument(
+        "--tile", type=int, default=None, help="as fastnst-stylize --tile (default: when needed)"
+    )
+    parser.add_argument(
+        "--max-memory", default=None, help="as fastnst-stylize --max-memory (e.g. 2GB)"
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be within 0..65535, got {args.port}")
+    if args.max_upload_mb < 1 or args.max_megapixels < 1:
+        parser.error("--max-upload-mb and --max-megapixels must be at least 1")
+    if args.tile is not None and args.tile < MIN_TILE:
+        parser.error(f"--tile must be at least {MIN_TILE}")
+    if args.max_memory is not None:
+        try:
+            args.max_memory = parse_memory(args.max_memory)
+        except ValueError as exc:
+            parser.error(f"--max-memory: {exc}")
+    return args
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or OSError (port taken, address not on this machine)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"
+
+
+def make_server(app: Any) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    return uvicorn.Server(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(
+            "fastnst-app: error: the app needs Starlette and uvicorn: pip install 'fastnst[app]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        device = pick_device(args.device, key="--device")
+    except ConfigError as exc:
+        print(f"fastnst-app: error: {exc}", file=sys.stderr)
+        return 2
+    library = Library(args.models, device)
+    for problem in library.problems:
+        print(f"fastnst-app: warning: {problem}", file=sys.stderr)
+    if not library.models:
+        print(
+            "fastnst-app: error: no models to serve; train one (make demo, or python -m "
+            "fastnst.train) or name .ckpt/.onnx files or folders: fastnst-app PATH...",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"fastnst-app: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})"
+            "; pass another --port (0: any free one)",
+            file=sys.stderr,
+        )
+        return 2
+    limits = Limits(
+        max_upload_bytes=args.max_upload_mb * 2**20,
+        max_pixels=args.max_megapixels * 1_000_000,
+        tile=args.tile,
+        max_memory=args.max_memory,
+    )
+    server = make_server(create_app(library, limits))
+    names = ", ".join(m.style for m in library.models.values())
+    print(f"fastnst-app: {len(library.models)} model(s) ({names}) on {device.type}")
+    print(f"fastnst-app: open {url_of(sock)} in a browser (Ctrl-C stops)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"fastnst-app: warning: listening on {args.host}: anyone who can reach this "
+            "machine can use the app",
+            file=sys.stderr,
+        )
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""fastnst-app: a real server on a free loopback port, driven over HTTP and from a real
+headless Chromium; its outputs compared with fastnst-stylize's for the same settings."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fastnst import app as app_module
+from fastnst.images import load_image
+from fastnst.stylize import main as stylize_main
+
+from .conftest import CONTENT, run_console
+
+pytestmark = pytest.mark.shared_data
+PHOTO = CONTENT / "sailboat.jpg"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+class Server:
+    """fastnst-app's server on a thread, as main() starts it."""
+
+    def __init__(self, models: list[Path], **limits) -> None:
+        library = app_module.Library(models, torch.device("cpu"))
+        self.sock = app_module.bind("127.0.0.1", 0)
+        self.url = app_module.url_of(self.sock)
+        self.server = app_module.make_server(
+            app_module.create_app(library, app_module.Limits(**limits))
+        )
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def request(self, path: str, data: bytes | None = None) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.url + path.lstrip("/"), data=data)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as reply:
+                return reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def stylize(self, data: bytes, name: str, **query) -> dict:
+        """Upload, wait for the job to end; its last status."""
+        params = urllib.parse.urlencode({"model": "m0", "name": name, **query})
+        code, body = self.request(f"/api/stylize?{params}", data)
+        reply = json.loads(body)
+        if code != 200:
+            return {"state": "refused", "code": code, **reply}
+        deadline = time.monotonic() + 120
+        while True:
+            status = json.loads(self.request(f"/api/jobs/{reply['id']}")[1])
+            if status["state"] in ("done", "error"):
+                return status
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    srv = Server([tiny_checkpoint])
+    yield srv
+    srv.stop()
+
+
+def cli_output(ckpt: Path, photo: Path, out: Path, *options: str) -> torch.Tensor:
+    assert stylize_main([str(ckpt), str(photo), "-o", str(out), "--device", "cpu", *options]) == 0
+    return load_image(out)
+
+
+def png_pixels(data: bytes, tmp_path: Path) -> torch.Tensor:
+    path = tmp_path / "from_app.png"
+    path.write_bytes(data)
+    return load_image(path)
+
+
+# --- over HTTP ------------------------------------------------------------------------------
+
+
+def test_output_equals_the_command_line_for_the_same_settings(server, tiny_checkpoint, tmp_path):
+    status = server.stylize(
+        PHOTO.read_bytes(), "sailboat.jpg", size=96, strength=0.6, preserve_color=1
+    )
+    assert status["state"] == "done", status
+    assert status["download_name"] == "sailboat_starry_night.png"
+    code, data = server.request(f"/api/jobs/{status['id']}/output.png?download=1")
+    assert code == 200
+    app_out = png_pixels(data, tmp_path)
+    cli = cli_output(
+        tiny_checkpoint,
+        PHOTO,
+        tmp_path / "cli.png",
+        "--size",
+        "96",
+        "--strength",
+        "0.6",
+        "--preserve-color",
+    )
+    assert app_out.shape == cli.shape and max(app_out.shape[1:]) == 96
+    assert torch.equal(app_out, cli)
+    # ...and the settings matter: full strength without colour preservation differs.
+    other = server.stylize(PHOTO.read_bytes(), "sailboat.jpg", size=96)
+    other_out = png_pixels(server.request(f"/api/jobs/{other['id']}/output.png")[1], tmp_path)
+    assert not torch.equal(other_out, cli)
+
+
+def test_large_images_are_tiled_exactly_as_by_the_command_line(tiny_checkpoint, tmp_path):
+    # A memory budget that forces the exact tiling on a 512 px photo, in both.
+    srv = Server([tiny_checkpoint], max_memory=60 * 2**20)
+    try:
+        status = srv.stylize(PHOTO.read_bytes(), "sailboat.jpg", size=512)
+        assert status["state"] == "done", status
+        assert status["total"] > 1 and status["done"] == status["total"]  # passes reported
+        app_out = png_pixels(srv.request(f"/api/jobs/{status['id']}/output.png")[1], tmp_path)
+    finally:
+        srv.stop()
+    cli = cli_output(
+        tiny_checkpoint, PHOTO, tmp_path / "cli.png", "--size", "512", "--max-memory", "60MB"
+    )
+    assert torch.equal(app_out, cli)
+
+
+def test_bad_uploads_are_messages_and_the_server_carries_on(tiny_checkpoint, tmp_path):
+    srv = Server([tiny_checkpoint], max_upload_bytes=200_000, max_pixels=300_000)
+    try:
+        text = srv.stylize(b"this is not a picture", "notes.jpg")
+        assert text["state"] == "error" and text["error"].startswith("notes.jpg: not a readable")
+        assert "fastnst-upload" not in text["error"]  # the user's name, not the temporary file
+
+        truncated = srv.stylize(PHOTO.read_bytes()[:5000], "cut.jpg", size=64)
+        assert truncated["state"] == "error" and "cut.jpg" in truncated["error"]
+
+        big = srv.stylize(b"\xff" * 300_000, "big.jpg")
+        assert big["code"] == 413 and "big.jpg" in big["error"], big
+
+        # Under the upload limit but over the pixel limit: refused with the way out.
+        huge = srv.stylize(_flat_photo(tmp_path, 1000, 800), "huge.png")
+        assert huge["state"] == "error" and "MP" in huge["error"] and "size" in huge["error"]
+
+        empty = srv.stylize(b"", "empty.jpg")
+        assert empty["code"] == 400 and "empty" in empty["error"]
+        bad_strength = srv.stylize(b"x", "a.jpg", strength=2)
+        assert bad_strength["code"] == 400 and "strength" in bad_strength["error"]
+
+        # ...and the same size through --size is fine: still serving after all of that.
+        ok = srv.stylize(_flat_photo(tmp_path, 1000, 800), "fine.png", size=200)
+        assert ok["state"] == "done" and (ok["width"], ok["height"]) == (200, 160), ok
+    finally:
+        srv.stop()
+
+
+def _flat_photo(tmp_path: Path, width: int, height: int) -> bytes:
+    """A small file with many pixels (one flat colour compresses to almost nothing)."""
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (width, height), (90, 120, 200)).save(path)
+    return path.read_bytes()
+
+
+def test_finds_models_but_not_resumable_checkpoints(tmp_path):
+    (tmp_path / "wave").mkdir()
+    for name in ("wave.ckpt", "wave/last.ckpt", "wave/step0001000.ckpt", "other.onnx", "x.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found, problems = app_module.find_models([tmp_path, tmp_path / "missing"])
+    assert [p.name for p in found] == ["other.onnx", "wave.ckpt"]
+    assert problems == [f"{tmp_path / 'missing'}: no such file or folder"]
+
+
+def test_no_models_is_one_line(tmp_path):
+    result = run_console(app_module.main, [str(tmp_path)])
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no models" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_one_line(tiny_checkpoint):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_console(app_module.main, [str(tiny_checkpoint), "--port", str(port)])
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_cli_stays_light():
+    code = (
+        "import sys, fastnst.stylize, fastnst.app; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('starlette', 'uvicorn', 'selenium')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- in a real browser ----------------------------------------------------------------------
+
+
+def missing_browser() -> str | None:
+    if not CHROMIUM.is_file() or not CHROMEDRIVER.is_file():
+        return (
+            f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+            "apt-get install chromium chromium-driver (.ci/run tries)"
+        )
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "needs selenium: pip install -e '.[dev]'"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if reason := missing_browser():
+        pytest.skip(reason)
+    from app_screenshot import start_chromium  # scripts/, on the path (conftest)
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    driver = start_chromium(str(CHROMIUM), str(CHROMEDRIVER), profile, (1280, 900), downloads)
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+def _wait(condition, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting in the browser")
+
+
+def test_in_a_browser_upload_paint_download(server, browser, tiny_checkpoint, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url)
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#model option"))
+    size = browser.find_element(By.ID, "size")
+    size.clear()
+    size.send_keys("128")
+    browser.execute_script(
+        "const s = document.getElementById('strength'); s.value = '0.75';"
+        "s.dispatchEvent(new Event('input'));"
+    )
+    browser.find_element(By.ID, "preserve-color").click()
+    browser.find_element(By.ID, "file").send_keys(str(PHOTO))
+    _wait(lambda: browser.find_element(By.ID, "paint").is_enabled())
+    browser.find_element(By.ID, "paint").click()
+    _wait(lambda: browser.execute_script("return document.body.dataset.done"))
+    # Both pictures shown, side by side, at the size asked for.
+    shown = _wait(
+        lambda: browser.execute_script(
+            "const s = ['input-image', 'output-image'].map(id => document.getElementById(id))"
+            ".map(i => i.complete && i.naturalWidth); return s.every(Boolean) && s"
+        )
+    )
+    assert shown == [128, 128], shown
+    browser.find_element(By.ID, "download").click()
+    target = browser.downloads / "sailboat_starry_night.png"
+    _wait(lambda: target.is_file() and target.stat().st_size > 0)
+    time.sleep(0.3)  # the rename from .crdownload is the end of the download
+    cli = cli_output(
+        tiny_checkpoint,
+        PHOTO,
+        tmp_path / "cli.png",
+        "--size",
+        "128",
+        "--strength",
+        "0.75",
+        "--preserve-color",
+    )
+    assert torch.equal(load_image(target), cli)
+
+
+def test_in_a_browser_a_non_image_shows_the_error(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("not a photo at all")
+    browser.get(server.url)
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#model option"))
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    _wait(lambda: browser.find_element(By.ID, "paint").is_enabled())
+    browser.find_element(By.ID, "paint").click()
+    message = browser.find_element(By.ID, "message")
+    _wait(lambda: "error" in message.get_attribute("class"))
+    assert message.text.startswith("holiday.jpg: not a readable image"), message.text
+    assert browser.find_element(By.ID, "download").is_displayed() is False
+    assert server.request("/api/models")[0] == 200  # the server carries on
