@@ -14,14 +14,17 @@ from torchvision.utils import make_grid
 
 from fastnst import checkpoint as ckpt_format
 from fastnst.download import style_image_path
-from fastnst.errors import NonFiniteLossError, check_number, settings_of
+from fastnst.errors import ConfigError, NonFiniteLossError, check_number, settings_of
 from fastnst.images import load_image
-from fastnst.losses import PerceptualLoss
+from fastnst.losses import PerceptualLoss, sum_of_terms
 from fastnst.monitoring import RunLogger
+from fastnst.motion import MotionRange, stability_term
 from fastnst.transformer import TransformerNet
 from fastnst.vgg import MIN_IMAGE_SIZE
 
 GRID_IMAGES = 8
+# The temporal group's settings (conf/config.yaml): the stability term is off at weight 0.
+TEMPORAL_DEFAULTS = {"weight": 0.0, "shift": 2.0, "rotate": 1.0, "zoom": 0.02, "noise": 0.02}
 # The style group's settings a caller may leave out (conf/style/*.yaml has them all).
 STYLE_DEFAULTS = {
     "name": "style",
@@ -71,6 +74,9 @@ class StyleTransferModule(pl.LightningModule):
         model: keyword arguments of :class:`TransformerNet`.
         loss: keyword arguments of :class:`PerceptualLoss` (but the style image and weight).
         lr: Adam learning rate.
+        temporal: the stability term (:func:`fastnst.motion.stability_term`): ``weight``
+            (0: off, nothing computed) and the random motions' range, ``shift`` (px),
+            ``rotate`` (degrees), ``zoom`` (relative) and ``noise`` (std).
 
     Raises:
         ConfigError: a setting that cannot work, named by its config key.
@@ -82,12 +88,32 @@ class StyleTransferModule(pl.LightningModule):
         model: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         lr: float = 1e-3,
+        temporal: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(style, Mapping):
             style = {"name": Path(style).stem, "image": str(style)}
         style = {**STYLE_DEFAULTS, **style}
-        self.save_hyperparameters({"style": style, "model": model, "loss": loss, "lr": lr})
+        temporal = {**TEMPORAL_DEFAULTS, **(temporal or {})}
+        hparams = {"style": style, "model": model, "loss": loss, "lr": lr}
+        if temporal["weight"]:
+            hparams["temporal"] = temporal  # checkpoints of runs without it stay as they were
+        self.save_hyperparameters(hparams)
+        unknown = set(temporal) - set(TEMPORAL_DEFAULTS)
+        if unknown:
+            raise ConfigError(
+                f"temporal.{sorted(unknown)[0]}",
+                f"is not a setting; the settings are {', '.join(TEMPORAL_DEFAULTS)}",
+            )
+        for key, value in temporal.items():
+            check_number(value, f"temporal.{key}", 0)
+        self.temporal_weight = float(temporal["weight"])
+        self.motion = MotionRange(
+            float(temporal["shift"]),
+            float(temporal["rotate"]),
+            float(temporal["zoom"]),
+            float(temporal["noise"]),
+        )
         self.style_name = str(style["name"])
         check_number(lr, "lr", 0, strict=True)
         if style["size"] is not None:
@@ -110,12 +136,33 @@ class StyleTransferModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
+    @property
+    def terms_logged(self) -> list[str]:
+        temporal = ["temporal"] if self.temporal_weight > 0 else []
+        return [*self.loss.active_terms, *temporal, "total"]
+
     def on_fit_start(self) -> None:
         if isinstance(self.logger, RunLogger):  # train and val of each term on one chart
-            self.logger.layout([*self.loss.active_terms, "total"])
+            self.logger.layout(self.terms_logged)
+
+    def _add_temporal(
+        self, terms: dict[str, torch.Tensor], batch: torch.Tensor, output: torch.Tensor, seed: int
+    ) -> dict[str, torch.Tensor]:
+        """The stability term, weighted, before ``total`` (which then includes it). Its random
+        motions come from a generator seeded by ``seed``, so a resumed run draws the same."""
+        if self.temporal_weight <= 0:
+            return terms
+        generator = torch.Generator().manual_seed(seed + 1_000_003 * torch.initial_seed() % 2**62)
+        term = stability_term(self.net, batch, output, self.motion, generator)
+        terms = {k: v for k, v in terms.items() if k != "total"}
+        terms["temporal"] = self.temporal_weight * term
+        terms["total"] = sum_of_terms(terms)
+        return terms
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        terms = self.loss(self.net(batch), batch)
+        output = self.net(batch)
+        terms = self.loss(output, batch)
+        terms = self._add_temporal(terms, batch, output, seed=self.global_step)
         first_bad = (self._nonfinite_step < 0) & ~torch.isfinite(terms["total"])
         self._nonfinite_step = torch.where(
             first_bad, torch.full_like(self._nonfinite_step, self.global_step), self._nonfinite_step
@@ -156,6 +203,8 @@ class StyleTransferModule(pl.LightningModule):
         output = self.net(batch)
         content_targets = self.loss.content_targets(batch)
         terms = self.loss.terms(output, content_targets)
+        # The same motions at every validation: the curve shows the network, not the draw.
+        terms = self._add_temporal(terms, batch, output, seed=2**40 + batch_idx)
         if self._input_style is None:
             # How far the unmodified photos are from the painting: the style term a network
             # that changed nothing would get. Constant, so computed once.

@@ -82,6 +82,7 @@ def build(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
+        temporal=OmegaConf.to_container(cfg.temporal, resolve=True) if "temporal" in cfg else None,
     )
     # Last, once every other setting is known to be good, and long before the first
     # checkpoint: a folder that cannot be written would otherwise lose the whole run.
