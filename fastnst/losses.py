@@ -61,7 +61,21 @@ def covariance_matrix(features: torch.Tensor) -> torch.Tensor:
         return gram_matrix(f - f.mean(dim=(2, 3), keepdim=True))
 
 
-STYLE_STATS = {"gram": gram_matrix, "covariance": covariance_matrix}
+def mean_std(features: torch.Tensor) -> torch.Tensor:
+    """Per-channel spatial mean and standard deviation of NCHW features: N x 2 x C, fp32.
+
+    The first-order statistics that AdaIN (Huang & Belongie 2017) matches: a third style
+    statistic, used to score images made with Gram or covariance losses by a number neither
+    of them optimises.
+    """
+    with _fp32(features):
+        f = features.float().flatten(2)
+        # The epsilon keeps the gradient finite on channels that are constant (dead ReLUs).
+        std = (f.var(dim=2, unbiased=False) + _EPS).sqrt()
+        return torch.stack((f.mean(dim=2), std), dim=1)
+
+
+STYLE_STATS = {"gram": gram_matrix, "covariance": covariance_matrix, "meanstd": mean_std}
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
@@ -102,7 +116,8 @@ class PerceptualLoss(nn.Module):
         style_layer_weights: one weight per style layer (default: all 1).
         style_weight, content_weight, tv_weight: weights of the three terms.
         tap: ``"relu"`` reads each named position after its ReLU, ``"conv"`` before it.
-        style_stat: ``"gram"`` or ``"covariance"``.
+        style_stat: ``"gram"``, ``"covariance"`` or ``"meanstd"`` (per-channel mean and
+            standard deviation).
         network: the loss network, ``"vgg19"`` or ``"vgg16"``.
         vgg_weights: ``"imagenet"``, ``"random"`` or a state_dict path (see ``vgg.py``).
         vgg_seed: seed for ``vgg_weights="random"``.

@@ -10,6 +10,7 @@ from fastnst.losses import (
     PerceptualLoss,
     covariance_matrix,
     gram_matrix,
+    mean_std,
     total_variation,
 )
 from fastnst.vgg import VGGFeatures, build_vgg_features
@@ -39,6 +40,23 @@ def test_covariance_by_hand():
     # a.a = 5, a.b = 0.75 - 0.25 + 0.25 - 0.75 = 0, b.b = 1; divided by 8.
     expected = torch.tensor([[[5.0, 0.0], [0.0, 1.0]]]) / 8
     assert torch.allclose(covariance_matrix(TINY), expected)
+
+
+def test_mean_std_by_hand():
+    # a = [1, 2, 3, 4]: mean 2.5, population variance (2.25+0.25+0.25+2.25)/4 = 1.25;
+    # b = [0, 1, 1, 0]: mean 0.5, variance 0.25.
+    expected = torch.tensor([[[2.5, 0.5], [1.25**0.5, 0.5]]])
+    assert torch.allclose(mean_std(TINY), expected, atol=1e-6)
+
+
+def test_mean_std_loss_has_finite_gradient_on_constant_channels():
+    # A flat grey image leaves some deep channels constant (and dead ReLUs): a plain std
+    # would give 0/0 gradients there.
+    style = painting(64)
+    loss = PerceptualLoss(style, vgg_weights="random", style_stat="meanstd")
+    x = torch.full((1, 3, 64, 64), 0.5, requires_grad=True)
+    loss(x, x.detach())["total"].backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_gram_stays_fp32_under_autocast():
