@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-from fastnst.errors import ImageReadError
+from fastnst.errors import ConfigError, ImageReadError
 from fastnst.files import written_atomically
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
@@ -159,6 +159,28 @@ def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     if size is not None:
         img = resize_long_side(img, size)
     return pil_to_float(img)
+
+
+def load_painting(
+    path: str | Path, size: int | None, scales: list[float] | None = None
+) -> list[torch.Tensor]:
+    """The style image at its long side ``size`` (None: as it is), and at each fraction of
+    that in ``scales`` (None: only the one): the images whose statistics make a style.
+
+    Raises:
+        ConfigError: ``style.scales`` is not a list of numbers above 0.
+    """
+    if scales is not None and not (
+        isinstance(scales, list | tuple)
+        and scales
+        and all(isinstance(s, int | float) and not isinstance(s, bool) and s > 0 for s in scales)
+    ):
+        raise ConfigError(
+            "style.scales", f"must be a list of numbers above 0, e.g. [1.0, 0.5]; got {scales!r}"
+        )
+    img = open_rgb(path)
+    full = size if size is not None else max(img.size)
+    return [pil_to_float(resize_long_side(img, max(1, round(full * s)))) for s in scales or [1.0]]
 
 
 def resize_long_side(img: Image.Image, size: int) -> Image.Image:

@@ -109,7 +109,8 @@ class PerceptualLoss(nn.Module):
     :attr:`TERMS` and its weight (a constructor argument ``<name>_weight``).
 
     Args:
-        style_image: the painting, float RGB in [0, 1], CHW or 1xCHW; or None, to give it
+        style_image: the painting, float RGB in [0, 1], CHW or 1xCHW (or a list of them: the
+            painting at several sizes, see :meth:`set_style`); or None, to give it
             later with :meth:`set_style`.
         style_layers: canonical layer names of ``network`` for the style term.
         content_layers: canonical layer names of ``network`` for the content term.
@@ -134,7 +135,7 @@ class PerceptualLoss(nn.Module):
 
     def __init__(
         self,
-        style_image: torch.Tensor | None = None,
+        style_image: torch.Tensor | Sequence[torch.Tensor] | None = None,
         style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
         content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
         style_layer_weights: Sequence[float] | None = None,
@@ -196,15 +197,22 @@ class PerceptualLoss(nn.Module):
         if style_image is not None:
             self.set_style(style_image)
 
-    def set_style(self, style_image: torch.Tensor) -> None:
-        """Compute the painting's style statistics (building the VGG the first time)."""
-        height, width = style_image.shape[-2:]
-        require(
-            min(height, width) >= MIN_IMAGE_SIZE,
-            "style_image",
-            f"is {width}x{height} px; the loss network needs at least {MIN_IMAGE_SIZE} px a "
-            "side (set style.size to scale it up)",
-        )
+    def set_style(self, style_image: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """Compute the painting's style statistics (building the VGG the first time).
+
+        Given several images (the painting at several sizes), each layer's target is the mean
+        of their statistics: strokes of every one of those scales count.
+        """
+        images = [style_image] if isinstance(style_image, torch.Tensor) else list(style_image)
+        require(len(images) > 0, "style_image", "is an empty list")
+        for image in images:
+            height, width = image.shape[-2:]
+            require(
+                min(height, width) >= MIN_IMAGE_SIZE,
+                "style_image",
+                f"is {width}x{height} px; the loss network needs at least {MIN_IMAGE_SIZE} px "
+                "a side (set style.size to scale it up)",
+            )
         if self.vgg is None:
             self.vgg = VGGFeatures(
                 self.style_layers + self.content_layers,
@@ -212,14 +220,16 @@ class PerceptualLoss(nn.Module):
                 self.vgg_seed,
                 network=self.network,
             )
-        style = style_image if style_image.dim() == 4 else style_image.unsqueeze(0)
-        style = style.to(next(self.vgg.buffers()).device)
+        device = next(self.vgg.buffers()).device
+        targets: list[torch.Tensor] = [0] * len(self.style_layers)  # type: ignore[list-item]
         with torch.no_grad():
-            feats = self.vgg(style, self.style_layers)
-            for i, name in enumerate(self.style_layers):
-                self.register_buffer(
-                    f"style_target_{i}", self.style_stat(feats[name]).detach(), persistent=False
-                )
+            for image in images:
+                style = (image if image.dim() == 4 else image.unsqueeze(0)).to(device)
+                feats = self.vgg(style, self.style_layers)
+                for i, name in enumerate(self.style_layers):
+                    targets[i] = targets[i] + self.style_stat(feats[name]) / len(images)
+        for i, target in enumerate(targets):
+            self.register_buffer(f"style_target_{i}", target.detach(), persistent=False)
 
     @property
     def style_weight(self) -> float:

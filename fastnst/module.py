@@ -15,7 +15,7 @@ from torchvision.utils import make_grid
 from fastnst import checkpoint as ckpt_format
 from fastnst.download import style_image_path
 from fastnst.errors import ConfigError, NonFiniteLossError, check_number, settings_of
-from fastnst.images import load_image
+from fastnst.images import load_painting
 from fastnst.losses import PerceptualLoss, sum_of_terms
 from fastnst.monitoring import RunLogger
 from fastnst.motion import MotionRange, stability_term
@@ -33,6 +33,7 @@ STYLE_DEFAULTS = {
     "sha256": None,
     "size": 512,
     "weight": 3.0,
+    "scales": None,
 }
 
 # The frozen VGG stays in eval mode on purpose; Lightning would warn about it at every fit.
@@ -125,7 +126,7 @@ class StyleTransferModule(pl.LightningModule):
         # Every setting is checked; now the painting (maybe a download) and the VGG.
         with settings_of("style", renamed={"style_image": "style.image"}):
             painting = style_image_path(style)
-            self.loss.set_style(load_image(painting, style["size"]))
+            self.loss.set_style(load_painting(painting, style["size"], style["scales"]))
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
         self._input_style: torch.Tensor | None = None

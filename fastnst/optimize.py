@@ -28,7 +28,7 @@ from fastnst.devices import pick_device
 from fastnst.download import style_image_path
 from fastnst.errors import ConfigError, check_number, require, settings_of
 from fastnst.files import check_writable_folder
-from fastnst.images import image_format, load_image, save_image
+from fastnst.images import image_format, load_image, load_painting, save_image
 from fastnst.losses import PerceptualLoss
 from fastnst.vgg import MIN_IMAGE_SIZE
 
@@ -202,7 +202,9 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
     # Every setting is checked; now the painting (maybe a download) and the VGG.
     with settings_of("style", renamed={"style_image": "style.image"}):
         style_path = style_image_path(cfg.style)
-        loss.set_style(load_image(style_path, cfg.style.size))
+        scales = cfg.style.get("scales")
+        scales = None if scales is None else OmegaConf.to_container(scales)
+        loss.set_style(load_painting(style_path, cfg.style.size, scales))
     loss = loss.to(device)
 
     output = (

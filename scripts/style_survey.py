@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-from fastnst.images import find_images, load_image, save_image  # noqa: E402
+from fastnst.images import find_images, load_image, load_painting, save_image  # noqa: E402
 from fastnst.losses import relative_sq_error  # noqa: E402
 
 DEFAULT_PHOTOS = [
@@ -75,7 +75,9 @@ def build_loss(cfg, style_path: Path):
     loss = PerceptualLoss(
         style_weight=cfg.style.weight, **OmegaConf.to_container(cfg.loss, resolve=True)
     )
-    loss.set_style(load_image(style_path, cfg.style.size))
+    scales = cfg.style.get("scales")
+    scales = None if scales is None else OmegaConf.to_container(scales)
+    loss.set_style(load_painting(style_path, cfg.style.size, scales))
     return loss
 
 

@@ -224,3 +224,28 @@ def test_terms_of_weight_zero_are_neither_computed_nor_returned():
     assert torch.equal(terms["total"], terms["content"] + terms["style"])
     with pytest.raises(ConfigError, match="nothing to optimise"):
         PerceptualLoss(painting(32), vgg_weights="random", style_weight=0, content_weight=0)
+
+
+def test_style_at_several_scales_averages_their_statistics():
+    big, small = painting(64), painting(32)
+    both = PerceptualLoss([big, small], vgg_weights="random")
+    each = [PerceptualLoss(p, vgg_weights="random").style_targets() for p in (big, small)]
+    for target, a, b in zip(both.style_targets(), *each, strict=True):
+        assert torch.allclose(target, (a + b) / 2, rtol=1e-5, atol=1e-7)
+    # ...which is neither scale's alone.
+    assert not torch.allclose(both.style_targets()[0], each[0][0])
+
+
+def test_load_painting_at_scales(tmp_path):
+    from PIL import Image
+
+    from fastnst.images import load_image, load_painting
+
+    path = tmp_path / "p.png"
+    Image.fromarray((painting(90).permute(1, 2, 0).numpy() * 255).astype("uint8")).save(path)
+    images = load_painting(path, 80, [1.0, 0.5])
+    assert [tuple(i.shape) for i in images] == [(3, 80, 80), (3, 40, 40)]
+    assert torch.equal(images[0], load_image(path, 80))
+    for bad in ([], [1.0, -0.5], "0.5", [True]):
+        with pytest.raises(ConfigError, match=r"style\.scales"):
+            load_painting(path, 80, bad)

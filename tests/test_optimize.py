@@ -174,15 +174,20 @@ def _compare(tmp_path, *args: str, script: str = "compare_taps.py") -> list[dict
     return list(csv.DictReader(open(tmp_path / "history.csv")))
 
 
-def _check_fair(rows: list[dict], arms: tuple[str, str], yards: tuple[str, str], steps) -> None:
+def _check_fair(
+    rows: list[dict], arms: tuple[str, str], yards: tuple[str, str], steps, third: str = ""
+) -> None:
+    """``yards``: the yardsticks equal to each arm's own loss; ``third``: one equal to neither."""
     columns = ["arm", "step", "seconds"] + [
-        f"{who}_{term}" for who in ("own", *yards) for term in ("content", "style", "total")
+        f"{who}_{term}"
+        for who in ("own", *yards, *([third] if third else []))
+        for term in ("content", "style", "total")
     ]
     assert list(rows[0]) == columns
     assert [(r["arm"], int(r["step"])) for r in rows] == [(a, s) for a in arms for s in steps]
     by = {(r["arm"], int(r["step"])): r for r in rows}
     # Same starting image in both arms: every yardstick gives both the same score.
-    for yard in yards:
+    for yard in (*yards, *([third] if third else [])):
         assert by[(arms[0], 0)][f"{yard}_total"] == by[(arms[1], 0)][f"{yard}_total"]
     # A yardstick equal to an arm's own loss scores that arm's images as the arm did.
     for step in steps:
@@ -200,7 +205,13 @@ def test_compare_taps_end_to_end(tmp_path):
 
 def test_compare_style_stats_end_to_end(tmp_path):
     rows = _compare(tmp_path, "--steps", "4", "--log-every", "2", script="compare_style_stats.py")
-    _check_fair(rows, ("gram", "covariance"), ("yard_gram", "yard_cov"), [0, 2, 4])
+    _check_fair(
+        rows, ("gram", "covariance"), ("yard_gram", "yard_cov"), [0, 2, 4], third="yard_meanstd"
+    )
+    # The third yardstick scores the images by a statistic neither arm optimised.
+    for row in rows:
+        if int(row["step"]) > 0:
+            assert float(row["yard_meanstd_style"]) != pytest.approx(float(row["own_style"]))
 
 
 def test_compare_feedforward_end_to_end(tmp_path):
