@@ -42,12 +42,16 @@ class VideoReport:
     flicker_output: float
 
     def __str__(self) -> str:
+        about = (
+            f"{self.frames} frame{'s' if self.frames != 1 else ''}, {self.width}x{self.height}, "
+            f"{self.fps:.3g} fps, audio {'copied' if self.audio else 'none'}"
+        )
+        if self.frames < 2:
+            return f"{about}; flicker: not measured (it compares consecutive frames)"
         ratio = self.flicker_output / self.flicker_input if self.flicker_input else float("nan")
         return (
-            f"{self.frames} frames, {self.width}x{self.height}, {self.fps:.3g} fps, "
-            f"audio {'copied' if self.audio else 'none'}; flicker (mean change between "
-            f"consecutive frames, 8-bit levels): input {self.flicker_input:.2f}, "
-            f"output {self.flicker_output:.2f} ({ratio:.2f}x)"
+            f"{about}; flicker (mean change between consecutive frames, 8-bit levels): input "
+            f"{self.flicker_input:.2f}, output {self.flicker_output:.2f} ({ratio:.2f}x)"
         )
 
 

@@ -90,6 +90,16 @@ def test_video_without_audio_and_resized(tiny_checkpoint, tmp_path):
     assert info["size"] == (46, 30)  # 47x31.3 rounded down to even sizes for 4:2:0
 
 
+def test_a_one_frame_clip_is_stylized_and_says_flicker_needs_two(tiny_checkpoint, tmp_path):
+    clip, out = tmp_path / "still.mp4", tmp_path / "still_out.mp4"
+    make_clip(clip, frames=1, audio=False)
+    result = _run(tiny_checkpoint, clip, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert describe(out)["frames"] == 1
+    assert "1 frame," in result.stdout and "flicker: not measured" in result.stdout
+    assert "nan" not in result.stdout
+
+
 def test_broken_video_is_one_line_and_the_rest_is_done(tiny_checkpoint, tmp_path):
     bad, good = tmp_path / "bad.mp4", tmp_path / "good.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
