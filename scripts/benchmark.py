@@ -279,11 +279,16 @@ def bench_inference(args, device: torch.device) -> dict:
 
 
 # ----------------------------------------------------------------------- demo-sized training
-# The networks and loss networks compared by the "models" section: (model kwargs, loss kwargs).
+# The networks and loss networks compared by the "models" section: (model kwargs, loss kwargs,
+# temporal settings).
+SMALL = {"base_channels": 16, "num_residual_blocks": 3}
 MODEL_VARIANTS = {
-    "small+vgg16": ({"base_channels": 16, "num_residual_blocks": 3}, {"network": "vgg16"}),
-    "johnson+vgg16": ({}, {"network": "vgg16"}),
-    "johnson+vgg19": ({}, {"network": "vgg19"}),
+    "small+vgg16": (SMALL, {"network": "vgg16"}, None),
+    # The demo's network with the video stability term (one more forward and backward of the
+    # network, none of the VGG).
+    "small+vgg16+temporal": (SMALL, {"network": "vgg16"}, {"weight": 100.0}),
+    "johnson+vgg16": ({}, {"network": "vgg16"}, None),
+    "johnson+vgg19": ({}, {"network": "vgg19"}, None),
 }
 
 
@@ -296,9 +301,9 @@ def bench_models(args, device: torch.device) -> dict:
     torch.manual_seed(0)
     x = torch.rand(batch, 3, size, size, device=device)
     steps = {}
-    for name, (model, loss) in MODEL_VARIANTS.items():
+    for name, (model, loss, temporal) in MODEL_VARIANTS.items():
         module = StyleTransferModule(
-            str(args.style), model=model, loss={**loss, "vgg_weights": "random"}
+            str(args.style), model=model, loss={**loss, "vgg_weights": "random"}, temporal=temporal
         ).to(device)
         module.log = module.log_dict = lambda *a, **k: None
         optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)

@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     nets = {}
+    # Named by file, or by folder and file where files share a name (runs of one style).
+    unique = len({p.stem for p in args.checkpoints}) == len(args.checkpoints)
     for path in args.checkpoints:
-        net, style, _ = load_any(path, torch.device("cpu"))
-        nets[path.stem if path.stem not in nets else str(path)] = net
+        net, _, _ = load_any(path, torch.device("cpu"))
+        nets[path.stem if unique else f"{path.parent.name}/{path.stem}"] = net
     rows: dict[str, dict[str, float]] = {name: {} for name in ["input frames", *nets]}
     gif_frames: list[torch.Tensor] = []
     for motion in MOTIONS:
