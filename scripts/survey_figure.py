@@ -4,6 +4,9 @@ one photo under each setting.
     python scripts/survey_figure.py outputs/real/survey/{default,size128,scales,weight10} \\
         --labels "default" "style.size=128" "style.scales=[1,0.5]" "style.weight=10" \\
         --styles candy feathers udnie --photo tubingen --out docs/experiments/fixes.jpg
+
+Each column is a style_survey.py output folder, or a file pattern with ``{style}`` and
+``{photo}`` in it (e.g. fastnst-stylize outputs: ``out/{style}_w3/{photo}_{style}.jpg``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("surveys", type=Path, nargs="+", help="style_survey.py --out folders")
+    parser.add_argument(
+        "surveys",
+        nargs="+",
+        help="style_survey.py --out folders, or patterns with {style}, {photo}",
+    )
     parser.add_argument("--labels", nargs="*", help="one per survey (default: folder names)")
     parser.add_argument("--styles", nargs="+", required=True)
     parser.add_argument("--photo", required=True, help="the photo's file stem")
@@ -26,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    labels = args.labels or [p.name for p in args.surveys]
+    labels = args.labels or [Path(p).name for p in args.surveys]
     if len(labels) != len(args.surveys):
         parser.error(f"{len(labels)} labels for {len(args.surveys)} surveys")
 
@@ -43,7 +50,12 @@ def main(argv: list[str] | None = None) -> None:
         draw.text((c * (tile + pad) + 2, 1), label, fill="black", font=font)
     for r, style in enumerate(args.styles):
         paths = [next(args.styles_dir.glob(f"{style}.*"))]
-        paths += [survey / args.photo / f"{style}.png" for survey in args.surveys]
+        paths += [
+            Path(survey.format(style=style, photo=args.photo))
+            if "{" in survey
+            else Path(survey) / args.photo / f"{style}.png"
+            for survey in args.surveys
+        ]
         for c, path in enumerate(paths):
             img = Image.open(path).convert("RGB")
             img.thumbnail((tile, tile), Image.LANCZOS)
