@@ -37,8 +37,7 @@ from fastnst.devices import DEVICES, pick_device
 from fastnst.errors import CheckpointError, ConfigError, FastnstError, ImageReadError, first_line
 from fastnst.files import safe_name
 from fastnst.images import image_size, load_image_with_alpha, save_image
-from fastnst.inference import Stylizer, parse_memory
-from fastnst.tiling import MIN_TILE
+from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options
 
 PAGE = Path(__file__).with_name("app.html")
 DEFAULT_PORT = 7860
@@ -423,24 +422,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=40,
         help="largest image to stylize, after --size (40 MP)",
     )
-    parser.add_argument(
-        "--tile", type=int, default=None, help="as fastnst-stylize --tile (default: when needed)"
-    )
-    parser.add_argument(
-        "--max-memory", default=None, help="as fastnst-stylize --max-memory (e.g. 2GB)"
-    )
+    add_tiling_options(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be within 0..65535, got {args.port}")
     if args.max_upload_mb < 1 or args.max_megapixels < 1:
         parser.error("--max-upload-mb and --max-megapixels must be at least 1")
-    if args.tile is not None and args.tile < MIN_TILE:
-        parser.error(f"--tile must be at least {MIN_TILE}")
-    if args.max_memory is not None:
-        try:
-            args.max_memory = parse_memory(args.max_memory)
-        except ValueError as exc:
-            parser.error(f"--max-memory: {exc}")
+    check_tiling_options(parser, args)
     return args
 
 

@@ -11,6 +11,7 @@ copy and cross-faded tiles. :class:`Stylizer` chooses.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from collections.abc import Callable
@@ -45,6 +46,34 @@ def parse_memory(text: str) -> int:
     if value <= 0:
         raise ValueError(f"memory size must be positive: {text!r}")
     return int(value * units[unit])
+
+
+def add_tiling_options(group: argparse._ActionsContainer) -> None:
+    """``--tile`` and ``--max-memory``, as fastnst-stylize and fastnst-app both take them."""
+    group.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="stylize images larger than N px in overlapping N px tiles (default: only when "
+        "an image would exceed --max-memory)",
+    )
+    group.add_argument(
+        "--max-memory",
+        default=None,
+        help="memory one forward pass may use, e.g. 2GB; larger images are tiled "
+        "(default: half the free RAM, or 80%% of the free GPU memory)",
+    )
+
+
+def check_tiling_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check ``--tile`` and turn ``--max-memory`` into bytes; usage errors through ``parser``."""
+    if args.tile is not None and args.tile < tiling.MIN_TILE:
+        parser.error(f"--tile must be at least {tiling.MIN_TILE}")
+    if args.max_memory is not None:
+        try:
+            args.max_memory = parse_memory(args.max_memory)
+        except ValueError as exc:
+            parser.error(f"--max-memory: {exc}")
 
 
 def available_memory(device: torch.device) -> int:

@@ -32,8 +32,7 @@ from fastnst.images import (
     load_image_with_alpha,
     save_image,
 )
-from fastnst.inference import Stylizer, parse_memory
-from fastnst.tiling import MIN_TILE
+from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options
 from fastnst.transformer import TransformerNet
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
@@ -189,19 +188,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="torch.compile the network first: pays off over many images of one size",
     )
-    run.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="stylize images larger than N px in overlapping N px tiles (default: only when "
-        "an image would exceed --max-memory)",
-    )
-    run.add_argument(
-        "--max-memory",
-        default=None,
-        help="memory one forward pass may use, e.g. 2GB; larger images are tiled "
-        "(default: half the free RAM, or 80%% of the free GPU memory)",
-    )
+    add_tiling_options(run)
     args = parser.parse_args(argv)
     if not 0.0 <= args.strength <= 1.0:
         parser.error(f"--strength must be within 0..1, got {args.strength}")
@@ -211,19 +198,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--batch-size must be at least 1")
     if not 1 <= args.quality <= 100:
         parser.error("--quality must be within 1..100")
-    if args.tile is not None and args.tile < MIN_TILE:
-        parser.error(f"--tile must be at least {MIN_TILE}")
     if args.ext is not None:
         args.ext = args.ext if args.ext.startswith(".") else f".{args.ext}"
         try:
             image_format(f"x{args.ext}")
         except ValueError as exc:
             parser.error(f"--ext: {exc}")
-    if args.max_memory is not None:
-        try:
-            args.max_memory = parse_memory(args.max_memory)
-        except ValueError as exc:
-            parser.error(f"--max-memory: {exc}")
+    check_tiling_options(parser, args)
     if args.overwrite and args.skip_existing:
         parser.error("--overwrite and --skip-existing exclude each other")
     return args
