@@ -118,13 +118,14 @@ def stability_term(
     pixels visible in both (Wang et al. 2020's compound regularisation, without optical flow).
     Both outputs keep their gradients.
     """
-    n, _, height, width = photos.shape
+    n, channels, height, width = photos.shape
     motions = motion.sample(n, height, width, generator).to(photos.device)
-    moved_photos, mask = warp(photos, motions)
+    # Photos and outputs move by the same motions: one sampling grid, one mask.
+    moved, mask = warp(torch.cat([photos, stylized.to(photos.dtype)], dim=1), motions)
+    moved_photos, moved_stylized = moved[:, :channels], moved[:, channels:]
     if motion.noise > 0:
         noise = torch.randn(
             moved_photos.shape, generator=generator, device="cpu", dtype=moved_photos.dtype
         ).to(photos.device)
         moved_photos = (moved_photos + motion.noise * noise).clamp(0, 1)
-    moved_stylized, _ = warp(stylized, motions)
     return masked_mse(net(moved_photos), moved_stylized, mask)

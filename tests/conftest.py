@@ -145,21 +145,22 @@ def real_photos() -> None:
         pytest.skip(reason)
 
 
+# Two training steps of the small model at 32 px: the smallest run that writes a checkpoint.
+TINY_RUN = [
+    "model=small",
+    "data.image_size=32",
+    "data.batch_size=2",
+    "data.val_count=2",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+]
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint from two training steps of the small model at 32 px."""
     from fastnst.train import train
 
     tmp = tmp_path_factory.mktemp("tiny_run")
-    cfg = compose_config(
-        [
-            "model=small",
-            "data.image_size=32",
-            "data.batch_size=2",
-            "data.val_count=2",
-            "trainer.max_steps=2",
-            "trainer.val_check_interval=2",
-            f"checkpoint_dir={tmp / 'checkpoints'}",
-        ]
-    )
+    cfg = compose_config([*TINY_RUN, f"checkpoint_dir={tmp / 'checkpoints'}"])
     return train(cfg, tmp / "run")

@@ -8,7 +8,7 @@ import torch
 from fastnst.errors import ConfigError
 from fastnst.motion import MotionRange, affine, masked_mse, stability_term, warp
 
-from .conftest import compose_config
+from .conftest import TINY_RUN, compose_config
 
 IMAGE = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
 
@@ -83,12 +83,7 @@ def test_training_with_the_term_logs_it_and_records_it(tmp_path):
 
     cfg = compose_config(
         [
-            "model=small",
-            "data.image_size=32",
-            "data.batch_size=2",
-            "data.val_count=2",
-            "trainer.max_steps=2",
-            "trainer.val_check_interval=2",
+            *TINY_RUN,
             "temporal.weight=10",
             "trainer.log_every_n_steps=1",
             f"checkpoint_dir={tmp_path / 'checkpoints'}",
