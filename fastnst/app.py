@@ -31,13 +31,13 @@ from typing import Any
 
 import torch
 
-from fastnst.checkpoint import load_any, trained_against
+from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.commands import printable
 from fastnst.devices import DEVICES, pick_device
 from fastnst.errors import CheckpointError, ConfigError, FastnstError, ImageReadError, first_line
 from fastnst.files import safe_name
 from fastnst.images import image_size, load_image_with_alpha, save_image
-from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options
+from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
 
 PAGE = Path(__file__).with_name("app.html")
 DEFAULT_PORT = 7860
@@ -84,6 +84,7 @@ class Model:
     style: str
     about: str
     net: Any
+    styles: list[str]  # the styles it holds, in its style mix's order
 
 
 class Library:
@@ -104,11 +105,18 @@ class Library:
             if isinstance(net, torch.nn.Module) and device.type == "cuda":
                 net = net.to(memory_format=torch.channels_last)  # as fastnst-stylize does
             model_id = f"m{n}"
-            self.models[model_id] = Model(model_id, path, printable(style, 80), about, net)
+            styles = [printable(s, 80) for s in style_names_of(net, style, meta)]
+            self.models[model_id] = Model(model_id, path, printable(style, 80), about, net, styles)
 
-    def describe(self) -> list[dict[str, str]]:
+    def describe(self) -> list[dict[str, Any]]:
         return [
-            {"id": m.id, "style": m.style, "file": m.path.name, "about": m.about}
+            {
+                "id": m.id,
+                "style": m.style,
+                "styles": m.styles,
+                "file": m.path.name,
+                "about": m.about,
+            }
             for m in self.models.values()
         ]
 
@@ -123,6 +131,7 @@ class Settings:
     size: int | None = None
     strength: float = 1.0
     preserve_color: bool = False
+    style: str | None = None  # --style: a style's name or a blend NAME=W,NAME=W
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> Settings:
@@ -141,6 +150,7 @@ class Settings:
         if not 0.0 <= settings.strength <= 1.0:
             raise ValueError(f"strength must be within 0..1 (got {strength})")
         settings.preserve_color = query.get("preserve_color", "") in ("1", "true", "on")
+        settings.style = query.get("style", "").strip() or None
         return settings
 
 
@@ -246,6 +256,9 @@ class Worker:
                 f"most {self.limits.max_pixels / 1e6:.0f} MP: choose a smaller size, or use "
                 "fastnst-stylize"
             )
+        choices = parse_styles(settings.style, model.styles)
+        if len(choices) != 1:
+            raise ValueError("choose one style or a blend (the app paints one picture)")
         image, alpha, _ = load_image_with_alpha(upload, settings.size)
         stylizer = Stylizer(
             model.net,
@@ -254,6 +267,7 @@ class Worker:
             max_memory=self.limits.max_memory,
             preserve_color=settings.preserve_color,
             strength=settings.strength,
+            style=choices[0].mix,
         )
         height, width = image.shape[-2:]
         plan = stylizer.plan(height, width)
@@ -274,7 +288,7 @@ class Worker:
         stem = safe_name(Path(job.name).stem) or "photo"
         with job.lock:
             job.output_png = output_png
-            job.download_name = f"{stem}_{safe_name(model.style)}.png"
+            job.download_name = f"{stem}_{safe_name(choices[0].label)}.png"
             job.done, job.state = job.total, "done"
 
 

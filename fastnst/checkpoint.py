@@ -6,8 +6,11 @@ A fastnst checkpoint is the dict Lightning saves, with
 - ``fastnst``: ``{"kind": "fastnst.TransformerNet", "style_name": <str>, "loss_network":
   <"vgg19"|"vgg16">, "vgg_weights": <"imagenet"|"random"|a file name>}``, which tells one
   of ours from any other file and says what the network was trained against (the last two
-  are absent from checkpoints written before they were recorded);
-- ``hyper_parameters["model"]``: the keyword arguments of :class:`TransformerNet`;
+  are absent from checkpoints written before they were recorded); a network holding several
+  styles adds ``"styles": [<name>, ...]``, in the order of its style mix (``style_name`` is
+  then the run's name);
+- ``hyper_parameters["model"]``: the keyword arguments of :class:`TransformerNet`
+  (``num_styles`` only when above 1);
 - ``state_dict``: the network's weights under ``net.`` (the frozen VGG is left out: it is
   rebuilt from its weights setting when training resumes).
 
@@ -32,7 +35,11 @@ NET_PREFIX = "net."
 
 
 def prepare(
-    checkpoint: dict[str, Any], style_name: str, loss_network: str, vgg_weights: str
+    checkpoint: dict[str, Any],
+    style_name: str,
+    loss_network: str,
+    vgg_weights: str,
+    styles: list[str] | None = None,
 ) -> None:
     """Make a checkpoint Lightning is about to write a fastnst one: only the network's
     weights, and the metadata that marks it and says what it was trained against."""
@@ -47,6 +54,14 @@ def prepare(
         "loss_network": loss_network,
         "vgg_weights": vgg_weights,
     }
+    if styles is not None:
+        checkpoint["fastnst"]["styles"] = list(styles)
+
+
+def style_names(meta: dict[str, Any]) -> list[str]:
+    """The styles a checkpoint holds, in the order of the network's style mix."""
+    styles = meta.get("styles")
+    return list(styles) if styles else [str(meta.get("style_name", "styled"))]
 
 
 def trained_against(meta: dict[str, Any]) -> tuple[str, bool]:
@@ -93,6 +108,8 @@ def load_with_metadata(
     hparams = ckpt.get("hyper_parameters", {})
     model = hparams.get("model") if isinstance(hparams, dict) else None
     bad = bad or _bad_model(model or {})
+    if not bad and len(style_names(meta)) != (model or {}).get("num_styles", 1):
+        bad = f"it names {len(style_names(meta))} style(s) for a network of {model['num_styles']}"
     if bad:
         raise CheckpointError(f"{path}: damaged fastnst checkpoint ({bad})")
     weights = ckpt.get("state_dict")
@@ -127,6 +144,7 @@ def load_with_metadata(
 # blocks; these bounds leave room for far larger ones and refuse absurd allocations.
 MAX_BASE_CHANNELS = 512
 MAX_RESIDUAL_BLOCKS = 64
+MAX_STYLES = 4096
 # What its files may inflate to when read (a fastnst checkpoint with optimiser state is
 # under 100 MB for the paper's network).
 MAX_INFLATED_BYTES = 4 * 2**30
@@ -171,6 +189,14 @@ def _bad_metadata(meta: dict[str, Any]) -> str | None:
         value = meta.get(key)
         if value is not None and (not isinstance(value, str) or len(value) > 1000):
             return f"its {key} is not a short text"
+    styles = meta.get("styles")
+    if styles is not None and (
+        not isinstance(styles, list)
+        or not styles
+        or not all(isinstance(n, str) and 0 < len(n) <= 200 for n in styles)
+        or len(set(styles)) != len(styles)
+    ):
+        return "its styles are not a list of distinct short names"
     return None
 
 
@@ -181,6 +207,7 @@ def _bad_model(model: Any) -> str | None:
     bounds = {
         "base_channels": (1, MAX_BASE_CHANNELS),
         "num_residual_blocks": (0, MAX_RESIDUAL_BLOCKS),
+        "num_styles": (1, MAX_STYLES),
     }
     unknown = set(model) - set(bounds)
     if unknown:
@@ -205,3 +232,9 @@ def load_any(path: Path, device: torch.device) -> tuple[Any, str, dict[str, Any]
         return onnx_net, onnx_net.style, {}
     net, meta = load_with_metadata(path, device)
     return net, str(meta.get("style_name", "styled")), meta
+
+
+def style_names_of(net: Any, style: str, meta: dict[str, Any]) -> list[str]:
+    """The styles a network from :func:`load_any` holds, in its style mix's order."""
+    names = meta.get("styles") or getattr(net, "styles", None)
+    return [str(n) for n in names] if names else [style]

@@ -8,6 +8,12 @@ and are checked against the PyTorch network on odd sizes before the command repo
   ``pip install 'fastnst[onnx]'``. ``fastnst-stylize`` runs such a file directly.
 - TorchScript: ``torch.jit.script``, loadable with ``torch.jit.load`` alone (no fastnst);
   the style name is in the archive's extra file ``fastnst.json``.
+
+A network that holds several styles takes the style mix as a second input: ``style``, a
+float32 vector of one weight per style (>= 0, not all 0; divided by their sum), in the order
+of the style names stored with it (ONNX metadata ``fastnst.styles``, a JSON list; the
+``styles`` of ``fastnst.json``). ``[1, 0, 0]`` is the first style, ``[0.7, 0.3, 0]`` a blend.
+Such exports are verified on two mixes: the first style alone and a blend of the first two.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from fastnst.checkpoint import load_network
+from fastnst.checkpoint import load_with_metadata, style_names
 from fastnst.commands import printable
 from fastnst.errors import CheckpointError
 from fastnst.files import written_atomically
@@ -39,7 +45,17 @@ VERIFY_SHAPES = ((1, 3, 67, 101), (2, 3, 96, 33), (1, 3, 257, 190))
 VERIFY_TOLERANCE = 1e-4
 
 
-def export_onnx(net: TransformerNet, path: Path, style: str) -> None:
+def verify_mixes(num_styles: int) -> list[torch.Tensor | None]:
+    """The style mixes an export is verified on: none for one style; else the first style
+    alone and a 0.7 / 0.3 blend of the first two."""
+    if num_styles == 1:
+        return [None]
+    first, blend = torch.zeros(num_styles), torch.zeros(num_styles)
+    first[0], blend[0], blend[1] = 1.0, 0.7, 0.3
+    return [first, blend]
+
+
+def export_onnx(net: TransformerNet, path: Path, style: str, styles: list[str]) -> None:
     import onnx
 
     dims = {
@@ -47,7 +63,12 @@ def export_onnx(net: TransformerNet, path: Path, style: str) -> None:
         2: torch.export.Dim("height", min=MIN_EXPORT_SIZE),
         3: torch.export.Dim("width", min=MIN_EXPORT_SIZE),
     }
-    example = torch.rand(2, 3, 64, 96)
+    example: tuple[torch.Tensor, ...] = (torch.rand(2, 3, 64, 96),)
+    names, shapes = ["image"], {"x": dims}
+    if net.num_styles > 1:
+        example = (*example, torch.full((net.num_styles,), 1.0 / net.num_styles))
+        names.append("style")
+        shapes["style"] = None  # one weight per style: a fixed length
     # The exporter narrates every stage on stdout and warns about its own internals.
     with (
         contextlib.redirect_stdout(io.StringIO()),
@@ -56,31 +77,31 @@ def export_onnx(net: TransformerNet, path: Path, style: str) -> None:
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             net,
-            (example,),
-            input_names=["image"],
+            example,
+            input_names=names,
             output_names=["stylized"],
-            dynamic_shapes={"x": dims},
+            dynamic_shapes=shapes,
             dynamo=True,
             # 18 is what most deployed runtimes (onnxruntime >= 1.14, TensorRT, OpenVINO) load.
             opset_version=ONNX_OPSET,
             verbose=False,
         )
     model = program.model_proto
-    onnx.helper.set_model_props(
-        model, {"fastnst.style": style, "fastnst.pixels": "float32 RGB NCHW in [0, 1]"}
-    )
+    props = {"fastnst.style": style, "fastnst.pixels": "float32 RGB NCHW in [0, 1]"}
+    if net.num_styles > 1:
+        props["fastnst.styles"] = json.dumps(styles)
+    onnx.helper.set_model_props(model, props)
     with written_atomically(path) as partial:
         partial.write_bytes(model.SerializeToString())
 
 
-def export_torchscript(net: TransformerNet, path: Path, style: str) -> None:
+def export_torchscript(net: TransformerNet, path: Path, style: str, styles: list[str]) -> None:
+    extra = {"style": style, **({"styles": styles} if net.num_styles > 1 else {})}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is in maintenance; it still works
         scripted = torch.jit.script(net)
         buffer = io.BytesIO()
-        torch.jit.save(
-            scripted, buffer, _extra_files={"fastnst.json": json.dumps({"style": style})}
-        )
+        torch.jit.save(scripted, buffer, _extra_files={"fastnst.json": json.dumps(extra)})
     with written_atomically(path) as partial:
         partial.write_bytes(buffer.getvalue())
 
@@ -95,14 +116,21 @@ def verify(net: TransformerNet, path: Path, fmt: str) -> float:
             exported = torch.jit.load(str(path), map_location="cpu")
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
-    for shape in VERIFY_SHAPES:
-        x = torch.rand(shape, generator=generator)
-        with torch.inference_mode():
-            expected = net(x)
-            got = exported(x)
-        if got.shape != expected.shape:
-            raise RuntimeError(f"export gives shape {tuple(got.shape)} for {shape}")
-        worst = max(worst, float((got - expected).abs().max()))
+    for mix in verify_mixes(net.num_styles):
+        for shape in VERIFY_SHAPES:
+            x = torch.rand(shape, generator=generator)
+            with torch.inference_mode():
+                if mix is None:
+                    expected, got = net(x), exported(x)
+                elif fmt == "onnx":
+                    expected = net(x, mix)
+                    with exported.styled(mix):
+                        got = exported(x)
+                else:
+                    expected, got = net(x, mix), exported(x, mix)
+            if got.shape != expected.shape:
+                raise RuntimeError(f"export gives shape {tuple(got.shape)} for {shape}")
+            worst = max(worst, float((got - expected).abs().max()))
     return worst
 
 
@@ -135,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
-        net, style = load_network(args.checkpoint)
+        net, meta = load_with_metadata(args.checkpoint)
+        style, styles = str(meta.get("style_name", "styled")), style_names(meta)
         if args.format == "onnx":
             try:
                 import onnx  # noqa: F401
@@ -144,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise CheckpointError(
                     "ONNX export needs onnx and onnxscript: pip install 'fastnst[onnx]'"
                 ) from None
-            export_onnx(net, output, style)
+            export_onnx(net, output, style, styles)
         else:
-            export_torchscript(net, output, style)
+            export_torchscript(net, output, style, styles)
         diff = verify(net, output, args.format)
     except CheckpointError as exc:
         print(f"fastnst-export: error: {exc}", file=sys.stderr)
@@ -157,8 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     shapes = ", ".join("x".join(map(str, s)) for s in VERIFY_SHAPES)
     runtime = "onnxruntime" if args.format == "onnx" else "torch.jit.load"
     size = output.stat().st_size / 1e6
-    print(f"wrote {output} ({args.format}, style {printable(style, 80)}, {size:.1f} MB)")
-    print(f"verified in {runtime} on {shapes}: max abs diff vs PyTorch {diff:.2e}")
+    held = (
+        f"{len(styles)} styles ({printable(', '.join(styles), 200)}), input 'style' takes "
+        f"{len(styles)} weights"
+        if len(styles) > 1
+        else f"style {printable(style, 80)}"
+    )
+    print(f"wrote {output} ({args.format}, {held}, {size:.1f} MB)")
+    mixes = [m for m in verify_mixes(len(styles)) if m is not None]
+    shown = [str([round(w, 2) for w in m.tolist()]) for m in mixes]
+    mixed = " for style mixes " + " and ".join(shown) if mixes else ""
+    print(f"verified in {runtime} on {shapes}{mixed}: max abs diff vs PyTorch {diff:.2e}")
     if diff > VERIFY_TOLERANCE:
         print(
             f"fastnst-export: error: the export differs from PyTorch by {diff:.2e} "

@@ -15,6 +15,7 @@ import argparse
 import math
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,79 @@ def check_tiling_options(parser: argparse.ArgumentParser, args: argparse.Namespa
             args.max_memory = parse_memory(args.max_memory)
         except ValueError as exc:
             parser.error(f"--max-memory: {exc}")
+
+
+# --- which style ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StyleChoice:
+    """One look to paint: ``label`` (for file names) and the style mix (one weight per style
+    of the network, summing to 1; None for a network that holds one style)."""
+
+    label: str
+    mix: torch.Tensor | None
+
+
+def parse_styles(text: str | None, names: list[str]) -> list[StyleChoice]:
+    """``--style`` against the styles a network holds (``names``, in its mix order):
+    ``NAME``, a blend ``NAME=W,NAME=W`` (weights >= 0, divided by their sum), or ``all``
+    (one choice per style). None: the network's only style.
+
+    Raises:
+        ValueError: one line saying what is wrong and which styles there are.
+    """
+    listed = ", ".join(names)
+    if text is None:
+        if len(names) > 1:
+            raise ValueError(
+                f"it holds {len(names)} styles ({listed}): choose one with --style NAME, a "
+                "blend with --style NAME=W,NAME=W, or every one with --style all"
+            )
+        return [StyleChoice(names[0], None)]
+    text = text.strip()
+    if text == "all":
+        return [_one_style(name, names) for name in names]
+    if "=" not in text and "," not in text:
+        _check_name(text, names)
+        return [_one_style(text, names)]
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        _check_name(name, names)
+        if name in weights:
+            raise ValueError(f"--style names {name} twice")
+        try:
+            weight = float(value) if sep else float("nan")
+        except ValueError:
+            weight = float("nan")
+        if not math.isfinite(weight):
+            raise ValueError(f"--style: {part.strip()!r} is not NAME=WEIGHT (e.g. wave=0.3)")
+        if weight < 0:
+            raise ValueError(f"--style: weights must be 0 or more, got {name}={value.strip()}")
+        weights[name] = weight
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("--style: the weights add up to 0; give at least one a weight above 0")
+    mix = torch.tensor([weights.get(name, 0.0) / total for name in names])
+    used = {name: w for name, w in weights.items() if w > 0}
+    label = "+".join(f"{name}{round(100 * w / total)}" for name, w in used.items())
+    label = next(iter(used)) if len(used) == 1 else label
+    return [StyleChoice(label, mix if len(names) > 1 else None)]
+
+
+def _check_name(name: str, names: list[str]) -> None:
+    if name not in names:
+        raise ValueError(f"no style {name!r} in this network; it has: {', '.join(names)}")
+
+
+def _one_style(name: str, names: list[str]) -> StyleChoice:
+    if len(names) == 1:
+        return StyleChoice(name, None)
+    mix = torch.zeros(len(names))
+    mix[names.index(name)] = 1.0
+    return StyleChoice(name, mix)
 
 
 def available_memory(device: torch.device) -> int:
@@ -158,6 +232,8 @@ class Stylizer:
             0.4 GB, come on top). None: see :func:`available_memory`.
         preserve_color: keep the content image's colours (luminance-only transfer).
         strength: 0..1 blend of content and stylized image.
+        style: the style mix for a network that holds several styles (one weight per style,
+            see :func:`parse_styles`); None for one that holds one.
     """
 
     net: Callable[[torch.Tensor], torch.Tensor]
@@ -168,8 +244,11 @@ class Stylizer:
     max_memory: int | None = None
     preserve_color: bool = False
     strength: float = 1.0
+    style: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if getattr(self.net, "num_styles", 1) > 1 and self.style is None:
+            raise ValueError("the network holds several styles: choose one (--style)")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be within 0..1, got {self.strength}")
         if self.tile is not None and not isinstance(self.net, TransformerNet):
@@ -248,11 +327,14 @@ class Stylizer:
         """Stylize an NCHW CPU batch of same-size images; returns NCHW float on the CPU."""
         height, width = batch.shape[-2:]
         plan = self.plan(height, width)
-        if plan is None:
-            out = self._run(self._forward, batch.to(self.device)).float().cpu()
-        else:
-            outs = [self._stylize_one_tiled(img[None], plan, progress) for img in batch]
-            out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        # The network's norms take the style mix for every pass, whole or tiled.
+        styled = getattr(self.net, "styled", None)
+        with styled(self.style) if styled is not None else nullcontext():
+            if plan is None:
+                out = self._run(self._forward, batch.to(self.device)).float().cpu()
+            else:
+                outs = [self._stylize_one_tiled(img[None], plan, progress) for img in batch]
+                out = outs[0] if len(outs) == 1 else torch.cat(outs)
         if self.preserve_color:
             out = preserve_color(batch, out)
         return blend(batch, out, self.strength)

@@ -78,13 +78,16 @@ def mean_std(features: torch.Tensor) -> torch.Tensor:
 STYLE_STATS = {"gram": gram_matrix, "covariance": covariance_matrix, "meanstd": mean_std}
 
 
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between neighbouring pixels (anisotropic TV), in fp32."""
+def total_variation(images: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (anisotropic TV), in fp32; with
+    ``per_sample``, one value per image."""
     with _fp32(images):
         x = images.float()
-        dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean()
-        dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean()
-        return dh + dw
+        dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs()
+        dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs()
+        if per_sample:
+            return dh.flatten(1).mean(1) + dw.flatten(1).mean(1)
+        return dh.mean() + dw.mean()
 
 
 def relative_sq_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,10 +95,15 @@ def relative_sq_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     ``target`` broadcasts against ``x`` (one painting's statistic for a batch of outputs).
     """
+    return relative_sq_errors(x, target).mean()
+
+
+def relative_sq_errors(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`relative_sq_error` of each image: a vector of N values."""
     x, target = x.float(), target.float().expand_as(x)
     err = (x - target).pow(2).flatten(1).sum(1)
     energy = target.pow(2).flatten(1).sum(1).clamp_min(_EPS)
-    return (err / energy).mean()
+    return err / energy
 
 
 class PerceptualLoss(nn.Module):
@@ -105,8 +113,11 @@ class PerceptualLoss(nn.Module):
     the constructor when ``style_image`` is given), and kept as detached buffers; the VGG is
     built then too, so that every setting is checked before anything heavy happens.
     :meth:`forward` returns the weighted terms named in :attr:`TERMS` and their sum, ``total``.
-    A new term is a method ``_<name>_term`` returning its unweighted value, its name in
-    :attr:`TERMS` and its weight (a constructor argument ``<name>_weight``).
+    A new term is a method ``_<name>_term(output, feats, content_targets, style_ids,
+    per_sample)`` returning its unweighted value (a vector of one value per image when
+    ``per_sample``), its name in :attr:`TERMS` and its weight (a constructor argument
+    ``<name>_weight``). Several paintings (one network holding several styles):
+    :meth:`set_styles`.
 
     Args:
         style_image: the painting, float RGB in [0, 1], CHW or 1xCHW (or a list of them: the
@@ -203,6 +214,36 @@ class PerceptualLoss(nn.Module):
         Given several images (the painting at several sizes), each layer's target is the mean
         of their statistics: strokes of every one of those scales count.
         """
+        self.set_styles([style_image])
+
+    def set_styles(
+        self,
+        paintings: Sequence[torch.Tensor | Sequence[torch.Tensor]],
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        """Several paintings (each as :meth:`set_style` takes one), for a network that holds
+        several styles: each layer's targets get one row per painting, and
+        :meth:`terms` takes which painting each output image is meant to match
+        (``style_ids``). ``weights``: each painting's style weight, instead of
+        ``style_weight``, for those calls."""
+        require(len(paintings) > 0, "style_image", "is an empty list")
+        per_painting = [self._statistics(p) for p in paintings]
+        for i in range(len(self.style_layers)):
+            target = torch.cat([stats[i] for stats in per_painting])
+            self.register_buffer(f"style_target_{i}", target, persistent=False)
+        if weights is not None:
+            require(len(weights) == len(paintings), "style_weights", "needs one per painting")
+            for w in weights:
+                check_number(w, "style.weight", 0)
+            weights_t = torch.tensor([float(w) for w in weights])
+        else:
+            weights_t = torch.full((len(paintings),), self.weights["style"])
+        device = next(self.vgg.buffers()).device  # type: ignore[union-attr]
+        self.register_buffer("style_weights", weights_t.to(device), persistent=False)
+
+    def _statistics(self, style_image: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One painting's style targets (1 x ... per style layer), building the VGG the
+        first time."""
         images = [style_image] if isinstance(style_image, torch.Tensor) else list(style_image)
         require(len(images) > 0, "style_image", "is an empty list")
         for image in images:
@@ -228,8 +269,12 @@ class PerceptualLoss(nn.Module):
                 feats = self.vgg(style, self.style_layers)
                 for i, name in enumerate(self.style_layers):
                     targets[i] = targets[i] + self.style_stat(feats[name]) / len(images)
-        for i, target in enumerate(targets):
-            self.register_buffer(f"style_target_{i}", target.detach(), persistent=False)
+        return [t.detach() for t in targets]
+
+    @property
+    def num_styles(self) -> int:
+        """Paintings whose targets are set (0 before :meth:`set_style`)."""
+        return 0 if self.vgg is None else int(self.style_target_0.shape[0])
 
     @property
     def style_weight(self) -> float:
@@ -262,47 +307,85 @@ class PerceptualLoss(nn.Module):
         return tuple(name for name in self.TERMS if self.weights[name] > 0)
 
     def terms(
-        self, output: torch.Tensor, content_targets: dict[str, torch.Tensor]
+        self,
+        output: torch.Tensor,
+        content_targets: dict[str, torch.Tensor],
+        style_ids: torch.Tensor | None = None,
+        per_sample: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Weighted loss terms of ``output`` against precomputed content targets and the
         style (those of :attr:`active_terms`, in :attr:`TERMS` order), and their sum
-        ``total``."""
+        ``total``.
+
+        ``style_ids``: for each output image, the painting (of :meth:`set_styles`) it is
+        scored against, with that painting's weight; None: the only painting. With
+        ``per_sample`` each term is a vector, one value per image (their mean is the
+        batch's term).
+        """
         feats = self._features()(output)
+        per_sample = per_sample or style_ids is not None
         with _fp32(output):
-            terms = {
-                name: self.weights[name]
-                * getattr(self, f"_{name}_term")(output, feats, content_targets)
-                for name in self.active_terms
-            }
+            terms = {}
+            for name in self.active_terms:
+                term = getattr(self, f"_{name}_term")
+                value = term(output, feats, content_targets, style_ids, per_sample)
+                if name == "style" and style_ids is not None:
+                    terms[name] = self.style_weights[style_ids] * value
+                else:
+                    terms[name] = self.weights[name] * value
             terms["total"] = sum_of_terms(terms)
         return terms
 
     def _content_term(
-        self, output: torch.Tensor, feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+        self,
+        output: torch.Tensor,
+        feats: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        style_ids: torch.Tensor | None,
+        per_sample: bool,
     ) -> torch.Tensor:
-        content = sum(self._difference(feats[name], targets[name]) for name in self.content_layers)
+        content = sum(
+            self._difference(feats[name], targets[name], per_sample) for name in self.content_layers
+        )
         # Normalised terms average over layers, so that adding a layer keeps the balance.
         return content / len(self.content_layers) if self.normalize else content
 
     def _style_term(
-        self, output: torch.Tensor, feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+        self,
+        output: torch.Tensor,
+        feats: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        style_ids: torch.Tensor | None,
+        per_sample: bool,
     ) -> torch.Tensor:
+        style_targets = self.style_targets()
+        if style_ids is not None:
+            style_targets = [t[style_ids] for t in style_targets]
         style = sum(
-            w * self._difference(self.style_stat(feats[name]), target)
+            w * self._difference(self.style_stat(feats[name]), target, per_sample)
             for w, name, target in zip(
-                self.style_layer_weights, self.style_layers, self.style_targets(), strict=True
+                self.style_layer_weights, self.style_layers, style_targets, strict=True
             )
         )
         return style / len(self.style_layers) if self.normalize else style
 
     def _tv_term(
-        self, output: torch.Tensor, feats: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+        self,
+        output: torch.Tensor,
+        feats: dict[str, torch.Tensor],
+        targets: dict[str, torch.Tensor],
+        style_ids: torch.Tensor | None,
+        per_sample: bool,
     ) -> torch.Tensor:
-        return total_variation(output)
+        return total_variation(output, per_sample)
 
-    def _difference(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _difference(self, x: torch.Tensor, target: torch.Tensor, per_sample: bool) -> torch.Tensor:
         if self.normalize:
-            return relative_sq_error(x, target)
+            errors = relative_sq_errors(x, target)
+            return errors if per_sample else errors.mean()
+        if per_sample:
+            x, target = x.float(), target.float().expand_as(x)
+            return (x - target).pow(2).flatten(1).mean(1)
         return F.mse_loss(x.float(), target.float().expand_as(x))
 
     def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ from torchvision.utils import make_grid
 
 from fastnst import checkpoint as ckpt_format
 from fastnst.download import style_image_path
-from fastnst.errors import ConfigError, NonFiniteLossError, check_number, settings_of
+from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
 from fastnst.images import load_painting
 from fastnst.losses import PerceptualLoss, sum_of_terms
 from fastnst.monitoring import RunLogger
@@ -61,7 +61,7 @@ for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilit
 
 
 class StyleTransferModule(pl.LightningModule):
-    """Trains a :class:`TransformerNet` for one style.
+    """Trains a :class:`TransformerNet` for one style, or for several in one network.
 
     All arguments are plain values (they are saved in the checkpoint's ``hyper_parameters``), so
     the checkpoint alone rebuilds the network: ``TransformerNet(**hparams["model"])`` with the
@@ -72,6 +72,15 @@ class StyleTransferModule(pl.LightningModule):
             files), ``image`` (a file) or ``url`` and ``sha256`` (fetched once into the cache),
             ``size`` (long side in pixels when its statistics are taken; None: as it is) and
             ``weight`` (of the style term). A path alone is a painting named after its file.
+            A list of two or more of them: one network for all (conditional instance norm,
+            :class:`fastnst.transformer.InstanceNorm`); the i-th photo of training step t is
+            painted in style (t * batch + i) mod n, so every style is trained at every step
+            (when the batch has at least as many photos as there are styles) and all equally
+            often.
+        base: a trained checkpoint to add the painting(s) of ``style`` to: only their own
+            norm scales and shifts are trained (each starts as the mean of the styles already
+            there); every other weight, and the other styles, stay exactly as they were.
+            ``model`` is then the base's.
         model: keyword arguments of :class:`TransformerNet`.
         loss: keyword arguments of :class:`PerceptualLoss` (but the style image and weight).
         lr: Adam learning rate.
@@ -90,13 +99,37 @@ class StyleTransferModule(pl.LightningModule):
         loss: dict[str, Any] | None = None,
         lr: float = 1e-3,
         temporal: Mapping[str, Any] | None = None,
+        base: str | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(style, Mapping):
-            style = {"name": Path(style).stem, "image": str(style)}
-        style = {**STYLE_DEFAULTS, **style}
+        styles = [style] if isinstance(style, Mapping | str | Path) else list(style)
+        require(len(styles) > 0, "styles", "is an empty list")
+        styles = [{**STYLE_DEFAULTS, **_as_style(s)} for s in styles]
+        names = [str(s["name"]) for s in styles]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        require(not repeated, "styles", f"name a style twice: {', '.join(repeated)}")
+        base_net, base_names = None, []
+        if base is not None:
+            with settings_of("add_to"):
+                base_net, base_meta = ckpt_format.load_with_metadata(base)
+            base_names = ckpt_format.style_names(base_meta)
+            model = base_net.settings()
+            taken = sorted(set(names) & set(base_names))
+            require(
+                not taken,
+                "add_to",
+                f"{base} already holds {', '.join(taken)}; give the new style another name",
+            )
+        # One style, not added to a checkpoint: today's network and checkpoints exactly.
+        self.multi = base is not None or len(styles) > 1
+        if self.multi and base is None:
+            model = {**(model or {}), "num_styles": len(styles)}
+        style_hparam: Any = styles if self.multi else styles[0]
         temporal = {**TEMPORAL_DEFAULTS, **(temporal or {})}
-        hparams = {"style": style, "model": model, "loss": loss, "lr": lr}
+        hparams = {"style": style_hparam, "model": model, "loss": loss, "lr": lr}
+        if base is not None:
+            hparams["base"] = str(base)
+            hparams["model"] = {**model, "num_styles": base_net.num_styles + len(styles)}
         if temporal["weight"]:
             hparams["temporal"] = temporal  # checkpoints of runs without it stay as they were
         self.save_hyperparameters(hparams)
@@ -115,27 +148,66 @@ class StyleTransferModule(pl.LightningModule):
             float(temporal["zoom"]),
             float(temporal["noise"]),
         )
-        self.style_name = str(style["name"])
+        self.style_name = "+".join(base_names + names) if self.multi else names[0]
+        # Every style the network holds, and the ones this run trains (the last ones).
+        self.style_names = base_names + names
+        self.trained_styles = names
         check_number(lr, "lr", 0, strict=True)
-        if style["size"] is not None:
-            check_number(style["size"], "style.size", MIN_IMAGE_SIZE, integer=True)
-        with settings_of("model"):
-            self.net = TransformerNet(**(model or {}))
+        for one in styles:
+            if one["size"] is not None:
+                check_number(one["size"], "style.size", MIN_IMAGE_SIZE, integer=True)
+            check_number(one["weight"], "style.weight", 0)
+        if base_net is not None:
+            self.net = base_net.train()
+            self.net.add_styles(len(names))
+            self._freeze_all_but(len(base_names))
+        else:
+            with settings_of("model"):
+                self.net = TransformerNet(**(model or {}))
         with settings_of("loss", renamed={"style_weight": "style.weight"}):
-            self.loss = PerceptualLoss(style_weight=style["weight"], **(loss or {}))
-        # Every setting is checked; now the painting (maybe a download) and the VGG.
+            self.loss = PerceptualLoss(style_weight=styles[0]["weight"], **(loss or {}))
+        # Every setting is checked; now the paintings (maybe downloads) and the VGG.
         with settings_of("style", renamed={"style_image": "style.image"}):
-            painting = style_image_path(style)
-            self.loss.set_style(load_painting(painting, style["size"], style["scales"]))
+            paintings = [
+                load_painting(style_image_path(one), one["size"], one["scales"]) for one in styles
+            ]
+        with settings_of("style", renamed={"style_image": "style.image"}):
+            if self.multi:
+                self.loss.set_styles(paintings, [one["weight"] for one in styles])
+            else:
+                self.loss.set_style(paintings[0])
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
-        self._input_style: torch.Tensor | None = None
+        self._input_style: dict[int, torch.Tensor] = {}
         # First step whose loss was NaN/inf, or -1. Kept on the device and read only at log
         # steps and before a checkpoint is written, so the step itself never waits on the host.
         self.register_buffer("_nonfinite_step", torch.tensor(-1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+    def _freeze_all_but(self, first_new: int) -> None:
+        """Adding styles: only the rows of the norms' scales and shifts from ``first_new`` on
+        get gradients; the others are zeroed, so Adam leaves those rows exactly as they were."""
+        for param in self.net.parameters():
+            param.requires_grad_(False)
+        keep = torch.zeros(self.net.num_styles, 1)
+        keep[first_new:] = 1.0
+        for param in self.net.style_parameters():
+            param.requires_grad_(True)
+            param.register_hook(lambda grad: grad * keep.to(grad))
+
+    def _style_ids(self, batch_size: int, step: int) -> list[int]:
+        """Which of the trained styles each photo of a training batch is painted in: a round
+        robin over the photos of consecutive steps (see the class)."""
+        count = len(self.trained_styles)
+        return [(step * batch_size + i) % count for i in range(batch_size)]
+
+    def _mix(self, ids: list[int]) -> torch.Tensor:
+        """One-hot style mixes (one row per photo) of trained styles ``ids``."""
+        first = len(self.style_names) - len(self.trained_styles)
+        rows = torch.tensor([first + i for i in ids], device=self.device)
+        return torch.nn.functional.one_hot(rows, self.net.num_styles).float()
 
     @property
     def terms_logged(self) -> list[str]:
@@ -144,7 +216,8 @@ class StyleTransferModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         if isinstance(self.logger, RunLogger):  # train and val of each term on one chart
-            self.logger.layout(self.terms_logged)
+            styles = self.trained_styles if self.multi else []
+            self.logger.layout(self.terms_logged, styles)
 
     def _add_temporal(
         self, terms: dict[str, torch.Tensor], batch: torch.Tensor, output: torch.Tensor, seed: int
@@ -161,9 +234,12 @@ class StyleTransferModule(pl.LightningModule):
         return terms
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        output = self.net(batch)
-        terms = self.loss(output, batch)
-        terms = self._add_temporal(terms, batch, output, seed=self.global_step)
+        if self.multi:
+            terms = self._multi_step(batch)
+        else:
+            output = self.net(batch)
+            terms = self.loss(output, batch)
+            terms = self._add_temporal(terms, batch, output, seed=self.global_step)
         first_bad = (self._nonfinite_step < 0) & ~torch.isfinite(terms["total"])
         self._nonfinite_step = torch.where(
             first_bad, torch.full_like(self._nonfinite_step, self.global_step), self._nonfinite_step
@@ -171,6 +247,28 @@ class StyleTransferModule(pl.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0])
         self.log("loss", terms["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
         return terms["total"]
+
+    def _multi_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A training step of a network with several styles: each photo in its own style,
+        each style's terms logged under its name (``train/<style>/<term>``)."""
+        ids = self._style_ids(batch.shape[0], self.global_step)
+        with self.net.styled(self._mix(ids)):
+            output = self.net(batch)
+            per_photo = self.loss.terms(
+                output,
+                self.loss.content_targets(batch),
+                style_ids=torch.tensor(ids, device=self.device),
+            )
+            terms = {k: v.mean() for k, v in per_photo.items()}
+            terms = self._add_temporal(terms, batch, output, seed=self.global_step)
+        for index, name in enumerate(self.trained_styles):
+            rows = [i for i, s in enumerate(ids) if s == index]
+            if rows:
+                self.log_dict(
+                    {f"train/{name}/{k}": v[rows].mean() for k, v in per_photo.items()},
+                    batch_size=len(rows),
+                )
+        return terms
 
     def check_finite(self) -> None:
         """Raise :class:`NonFiniteLossError` if any step so far had a NaN/inf loss."""
@@ -201,21 +299,67 @@ class StyleTransferModule(pl.LightningModule):
             print(f"DDP: the network's weights are identical on all {len(gathered)} ranks")
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        if self.multi:
+            self._multi_validation(batch, batch_idx)
+            return
         output = self.net(batch)
         content_targets = self.loss.content_targets(batch)
         terms = self.loss.terms(output, content_targets)
         # The same motions at every validation: the curve shows the network, not the draw.
         terms = self._add_temporal(terms, batch, output, seed=2**40 + batch_idx)
-        if self._input_style is None:
+        if batch_idx not in self._input_style:
             # How far the unmodified photos are from the painting: the style term a network
             # that changed nothing would get. Constant, so computed once.
-            self._input_style = self.loss.terms(batch, content_targets)["style"]
-        terms["style_input"] = self._input_style
+            self._input_style[batch_idx] = self.loss.terms(batch, content_targets)["style"]
+        terms["style_input"] = self._input_style[batch_idx]
         self.log_dict(
             {f"val/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0], sync_dist=True
         )
         if batch_idx == 0:
             self._log_grid(batch[:GRID_IMAGES], output[:GRID_IMAGES])
+
+    def _multi_validation(self, batch: torch.Tensor, batch_idx: int) -> None:
+        """Each trained style on every held-out photo: its terms under
+        ``val/<style>/<term>``, their mean over the styles under ``val/<term>``, and one
+        image row per style."""
+        content_targets = self.loss.content_targets(batch)
+        n = batch.shape[0]
+        if batch_idx not in self._input_style:
+            every = torch.arange(len(self.trained_styles), device=self.device)
+            self._input_style[batch_idx] = torch.stack(
+                [
+                    self.loss.terms(batch, content_targets, style_ids=s.repeat(n))["style"].mean()
+                    for s in every
+                ]
+            )
+        logged: dict[str, list[torch.Tensor]] = {}
+        rows = [batch[:GRID_IMAGES]]
+        for index, name in enumerate(self.trained_styles):
+            with self.net.styled(self._mix([index] * n)):
+                output = self.net(batch)
+                per_photo = self.loss.terms(
+                    output, content_targets, style_ids=torch.full((n,), index, device=self.device)
+                )
+                terms = {k: v.mean() for k, v in per_photo.items()}
+                terms = self._add_temporal(terms, batch, output, seed=2**40 + batch_idx)
+            terms["style_input"] = self._input_style[batch_idx][index]
+            for key, value in terms.items():
+                logged.setdefault(key, []).append(value)
+                self.log(f"val/{name}/{key}", value, batch_size=n, sync_dist=True)
+            rows.append(output[:GRID_IMAGES])
+        for key, values in logged.items():
+            self.log(f"val/{key}", torch.stack(values).mean(), batch_size=n, sync_dist=True)
+        if batch_idx == 0:
+            self._log_style_rows(rows)
+
+    def _log_style_rows(self, rows: list[torch.Tensor]) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
+            return
+        # The photos in the first row, then one row per style in trained_styles' order.
+        images = torch.cat(rows).float().clamp(0, 1).cpu()
+        grid = make_grid(images, nrow=rows[0].shape[0], padding=2)
+        experiment.add_image("val/photos_then_one_row_per_style", grid, self.global_step)
 
     def _log_grid(self, content: torch.Tensor, stylized: torch.Tensor) -> None:
         experiment = getattr(self.logger, "experiment", None)
@@ -227,7 +371,8 @@ class StyleTransferModule(pl.LightningModule):
         experiment.add_image("val/content_stylized", grid, self.global_step)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+        trained = [p for p in self.net.parameters() if p.requires_grad]
+        return torch.optim.Adam(trained, lr=self.hparams.lr)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Never write weights that a NaN/inf step may have spoiled.
@@ -239,4 +384,13 @@ class StyleTransferModule(pl.LightningModule):
             self.style_name,
             loss_network=self.loss.network,
             vgg_weights=str(self.loss.vgg_weights),
+            styles=self.style_names if self.multi else None,
         )
+
+
+def _as_style(style: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A style entry: a mapping of the style group's keys, or a painting's path (named after
+    its file)."""
+    if isinstance(style, Mapping):
+        return dict(style)
+    return {"name": Path(style).stem, "image": str(style)}

@@ -161,6 +161,14 @@ class RunLogger(TensorBoardLogger):
             writer.add_summary(summary)
 
     @rank_zero_only
-    def layout(self, terms: list[str]) -> None:
+    def layout(self, terms: list[str], styles: list[str] | None = None) -> None:
+        """Charts of train and val of each term; with several styles also each term's
+        held-out value per style on one chart."""
         charts = {term: ["Multiline", [f"train/{term}", f"val/{term}"]] for term in terms}
-        self.experiment.add_custom_scalars({"losses (train and held-out)": charts})
+        layout = {"losses (train and held-out)": charts}
+        if styles:
+            layout["held-out losses per style"] = {
+                term: ["Multiline", [f"val/{name}/{term}" for name in styles]]
+                for term in [*terms, "style_input"]
+            }
+        self.experiment.add_custom_scalars(layout)

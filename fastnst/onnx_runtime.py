@@ -3,6 +3,9 @@ called like the PyTorch one."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -34,11 +37,32 @@ class OnnxNetwork:
         except Exception as exc:  # onnxruntime raises its own unexported exception types
             raise CheckpointError(f"{path}: not a usable ONNX model ({first_line(exc)})") from None
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
-            raise CheckpointError(f"{path}: not a fastnst export (expects one NCHW RGB input)")
+        if not 1 <= len(inputs) <= 2 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
+            raise CheckpointError(
+                f"{path}: not a fastnst export (expects an NCHW RGB input and maybe a style mix)"
+            )
         self.input_name = inputs[0].name
         meta = self.session.get_modelmeta().custom_metadata_map
         self.style = meta.get("fastnst.style", path.stem)
+        # A network of several styles has a second input, the style mix.
+        self.style_input = inputs[1].name if len(inputs) == 2 else None
+        try:
+            self.styles = [str(n) for n in json.loads(meta.get("fastnst.styles", "[]"))]
+        except ValueError:
+            self.styles = []
+        if self.style_input is not None and len(self.styles) != inputs[1].shape[-1]:
+            raise CheckpointError(f"{path}: its style names do not match its style input")
+        self.num_styles = max(1, len(self.styles))
+        self.mix: torch.Tensor | None = None
+
+    @contextmanager
+    def styled(self, style: torch.Tensor | None) -> Iterator[None]:
+        """Within the block, calls use this style mix (as TransformerNet.styled)."""
+        self.mix = style
+        try:
+            yield
+        finally:
+            self.mix = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -46,5 +70,10 @@ class OnnxNetwork:
             pad = (0, max(TransformerNet.min_size - w, 0), 0, max(TransformerNet.min_size - h, 0))
             x = torch.nn.functional.pad(x, pad, mode="replicate")
         array = x.detach().float().cpu().contiguous().numpy()
-        (y,) = self.session.run(None, {self.input_name: array})
+        feeds = {self.input_name: array}
+        if self.style_input is not None:
+            if self.mix is None:
+                raise RuntimeError("this export holds several styles: give a style mix")
+            feeds[self.style_input] = self.mix.detach().float().cpu().reshape(-1).numpy()
+        (y,) = self.session.run(None, feeds)
         return torch.from_numpy(y)[:, :, :h, :w]

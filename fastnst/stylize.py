@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from fastnst.checkpoint import load_any, trained_against
+from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.commands import printable
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
@@ -32,7 +32,7 @@ from fastnst.images import (
     load_image_with_alpha,
     save_image,
 )
-from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options
+from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
 from fastnst.transformer import TransformerNet
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
@@ -122,7 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "inputs",
-        nargs="+",
+        nargs="*",
         metavar="INPUT",
         help="image or video files, folders (searched recursively) or glob patterns",
     )
@@ -150,6 +150,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="quietly leave inputs whose output exists (to finish an interrupted batch)",
     )
     look = parser.add_argument_group("look")
+    look.add_argument(
+        "--style",
+        default=None,
+        help="for a network of several styles: NAME, a blend NAME=W,NAME=W (e.g. "
+        "starry_night=0.7,wave=0.3), or all (one output per style, named after it)",
+    )
+    look.add_argument(
+        "--list-styles",
+        action="store_true",
+        help="print the styles the network holds and exit",
+    )
     look.add_argument(
         "--size",
         type=int,
@@ -190,6 +201,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add_tiling_options(run)
     args = parser.parse_args(argv)
+    if not args.inputs and not args.list_styles:
+        parser.error("the following arguments are required: INPUT")
     if not 0.0 <= args.strength <= 1.0:
         parser.error(f"--strength must be within 0..1, got {args.strength}")
     if args.size is not None and args.size < 8:
@@ -352,9 +365,27 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 1
     style = printable(style, 80)
+    names = [printable(n, 80) for n in style_names_of(net, style, meta)]
+    if args.list_styles:
+        print("\n".join(names))
+        return 0
+    try:
+        choices = parse_styles(args.style, names)
+    except ValueError as exc:
+        print(f"fastnst-stylize: error: {args.checkpoint}: {exc}", file=sys.stderr)
+        return 2
+    many = len(choices) > 1
+    if many and args.output is not None and args.output.suffix and not args.output.is_dir():
+        print(
+            f"fastnst-stylize: error: -o {args.output}: --style {args.style} makes one output "
+            "per style; give a folder",
+            file=sys.stderr,
+        )
+        return 2
     if meta:
         what, random_features = trained_against(meta)
-        print(f"{args.checkpoint.name}: style {style}, {what}")
+        held = f"{len(names)} styles ({', '.join(names)})" if len(names) > 1 else f"style {style}"
+        print(f"{args.checkpoint.name}: {held}, {what}")
         if random_features:
             print(
                 f"fastnst-stylize: warning: {args.checkpoint} was trained against random VGG "
@@ -370,34 +401,47 @@ def _main(argv: list[str] | None = None) -> int:
         return 2
     if isinstance(net, TransformerNet) and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
+    stylizers = []
     try:
-        stylizer = Stylizer(
-            net,
-            device=device,
-            dtype=dtype,
-            compile=args.compile,
-            tile=args.tile,
-            max_memory=args.max_memory,
-            preserve_color=args.preserve_color,
-            strength=args.strength,
-        )
+        for choice in choices:
+            stylizer = Stylizer(
+                net,
+                device=device,
+                dtype=dtype,
+                compile=args.compile,
+                tile=args.tile,
+                max_memory=args.max_memory,
+                preserve_color=args.preserve_color,
+                strength=args.strength,
+                style=choice.mix,
+            )
+            stylizers.append(stylizer)
     except ValueError as exc:  # options the network cannot do (an ONNX file and --tile)
         print(f"fastnst-stylize: error: {args.checkpoint}: {exc}", file=sys.stderr)
         return 2
     found, errors = expand_inputs(args.inputs)
+    # One batch of jobs per style choice; outputs are named after the choice's label.
+    batches: list[tuple[Stylizer, list[Job]]] = []
     try:
-        jobs, plan_errors = plan_outputs(found, args.output, style, args.ext)
+        for choice, stylizer in zip(choices, stylizers, strict=True):
+            jobs, plan_errors = plan_outputs(found, args.output, choice.label, args.ext)
+            batches.append((stylizer, jobs))
+            errors += plan_errors
     except InputError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
-    errors += plan_errors
-    with tqdm(total=len(jobs), unit="file", disable=len(jobs) < 2, desc=style) as bar:
-        run = Run(stylizer, args, bar)
+    jobs = [job for _, batch in batches for job in batch]
+    label = choices[0].label if not many else f"{len(choices)} styles"
+    with tqdm(total=len(jobs), unit="file", disable=len(jobs) < 2, desc=label) as bar:
+        run = Run(stylizers[0], args, bar)
         for message in errors:
             run.error(message)
         try:
-            for job in jobs:
-                run.do(job)
+            for stylizer, batch in batches:
+                run.flush()
+                run.stylizer = stylizer
+                for job in batch:
+                    run.do(job)
             run.flush()
         except KeyboardInterrupt:
             bar.close()

@@ -62,6 +62,67 @@ def check_trainer(cfg: DictConfig) -> None:
     check_number(cfg.checkpoint_keep, "checkpoint_keep", 1, integer=True)
 
 
+# The keys of the style group a painting in ``styles`` takes from it unless it sets them.
+STYLE_SHARED_KEYS = ("size", "weight", "scales")
+# A run name longer than this (many styles joined) becomes "<first>+<n>_more".
+MAX_NAME_CHARS = 80
+
+
+def styles_of(cfg: DictConfig) -> list[dict[str, Any]] | None:
+    """The paintings of ``styles`` (None when it is empty: the one of the style group), each
+    a style-group mapping. An entry is a preset of ``conf/style`` (``wave``), a painting's
+    file (named after it), or a mapping of style-group keys; files and mappings take
+    ``size``, ``weight`` and ``scales`` from the style group unless they set them."""
+    entries = cfg.get("styles") or []
+    require(
+        OmegaConf.is_list(entries) or isinstance(entries, list),
+        "styles",
+        f"must be a list of styles, e.g. styles=[starry_night,wave], got {entries!r}",
+    )
+    if not entries and not cfg.get("add_to"):
+        return None
+    shared = {key: cfg.style.get(key) for key in STYLE_SHARED_KEYS}
+    styles = []
+    for entry in entries:
+        if OmegaConf.is_dict(entry):
+            entry = OmegaConf.to_container(entry, resolve=True)
+            require("image" in entry or "url" in entry, "styles", f"{entry}: needs image or url")
+            name = entry.get("name") or Path(str(entry.get("image") or entry["url"])).stem
+            styles.append({**shared, **entry, "name": name})
+            continue
+        text = str(entry)
+        preset = CONF_DIR / "style" / f"{text}.yaml"
+        if "/" not in text and "." not in text and preset.is_file():
+            styles.append(OmegaConf.to_container(OmegaConf.load(preset), resolve=True))
+            continue
+        path = Path(text).expanduser()
+        if not path.is_file():
+            presets = sorted(p.stem for p in (CONF_DIR / "style").glob("*.yaml"))
+            raise ConfigError(
+                "styles",
+                f"{text}: neither a preset ({', '.join(presets)}) nor a painting's file",
+            )
+        styles.append({**shared, "name": path.stem, "image": str(path)})
+    if not styles:  # add_to with the style group's painting
+        styles = [OmegaConf.to_container(cfg.style, resolve=True)]
+    return styles
+
+
+def run_name(cfg: DictConfig) -> str:
+    """``name``, or what the run trains: the style's name, or the styles' names joined by
+    ``+`` (after the base checkpoint's name when adding styles)."""
+    if cfg.get("name"):
+        return str(cfg.name)
+    styles = styles_of(cfg)
+    if styles is None:
+        return str(cfg.style.name)
+    names = [str(s["name"]) for s in styles]
+    if cfg.get("add_to"):
+        names.insert(0, Path(str(cfg.add_to)).stem)
+    joined = "+".join(names)
+    return joined if len(joined) <= MAX_NAME_CHARS else f"{names[0]}+{len(names) - 1}_more"
+
+
 def build(
     cfg: DictConfig, out_dir: Path
 ) -> tuple[StyleTransferModule, ContentDataModule, pl.Trainer]:
@@ -77,18 +138,23 @@ def build(
         datamodule = ContentDataModule(
             **OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed
         )
+    name = run_name(cfg)
+    add_to = cfg.get("add_to")
+    if add_to:
+        require(Path(str(add_to)).expanduser().is_file(), "add_to", f"{add_to} does not exist")
     module = StyleTransferModule(
-        style=OmegaConf.to_container(cfg.style, resolve=True),
+        style=styles_of(cfg) or OmegaConf.to_container(cfg.style, resolve=True),
         model=OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
         temporal=OmegaConf.to_container(cfg.temporal, resolve=True) if "temporal" in cfg else None,
+        base=str(Path(str(add_to)).expanduser()) if add_to else None,
     )
     # Last, once every other setting is known to be good, and long before the first
     # checkpoint: a folder that cannot be written would otherwise lose the whole run.
-    check_writable_folder(Path(cfg.checkpoint_dir).expanduser() / cfg.style.name, "checkpoint_dir")
+    check_writable_folder(Path(cfg.checkpoint_dir).expanduser() / name, "checkpoint_dir")
     checkpoints = ModelCheckpoint(
-        dirpath=Path(cfg.checkpoint_dir) / cfg.style.name,
+        dirpath=Path(cfg.checkpoint_dir) / name,
         filename="step{step:07d}",
         auto_insert_metric_name=False,
         every_n_train_steps=cfg.checkpoint_every,
@@ -134,7 +200,7 @@ def resume_path(cfg: DictConfig) -> Path | None:
     if not cfg.get("resume"):
         return None
     if cfg.resume == "last":
-        path = Path(cfg.checkpoint_dir) / cfg.style.name / "last.ckpt"
+        path = Path(cfg.checkpoint_dir) / run_name(cfg) / "last.ckpt"
         if not path.is_file():
             raise ConfigError("resume=last", f"no checkpoint at {path} to resume from")
         return path
@@ -240,12 +306,12 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
         now = settings_of_run(module, datamodule)
         check_resume_matches(resume, now, cfg.get("resume_changes") == "accept")
         print(f"Resuming from {resume}")
-    with owning(Path(cfg.checkpoint_dir).expanduser() / cfg.style.name):
+    with owning(Path(cfg.checkpoint_dir).expanduser() / run_name(cfg)):
         return _fit(cfg, out_dir, module, datamodule, trainer, resume)
 
 
 def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
-    name = cfg.style.name
+    name = run_name(cfg)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     except NonFiniteLossError as exc:

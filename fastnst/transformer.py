@@ -22,45 +22,74 @@ Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and (biased) var
 
 
 class InstanceNorm(nn.Module):
-    """Instance norm with a learned per-channel scale and shift.
+    """Instance norm with a learned per-channel scale and shift, one pair per style.
 
-    The arithmetic and the state_dict keys (``weight``, ``bias``) of
-    ``nn.InstanceNorm2d(c, affine=True)``, plus one ability: :meth:`fixed_to` makes it use
-    given statistics instead of the input's own, which is how tiled inference
-    (:mod:`fastnst.tiling`) applies whole-image statistics to one tile at a time.
+    With one style: the arithmetic and the state_dict keys (``weight``, ``bias``, each of
+    ``channels`` values) of ``nn.InstanceNorm2d(c, affine=True)``. With ``num_styles`` > 1 it
+    is conditional instance norm (Dumoulin, Shlens & Kudlur 2017): ``weight`` and ``bias`` hold
+    one row per style, and each image is scaled and shifted by the rows mixed by its style
+    weights (``mix``: N x num_styles or 1 x num_styles, rows summing to 1); a blend of styles
+    is a blend of these rows. Two abilities for code that runs the network piecewise:
+    :meth:`fixed_to` makes it use given statistics instead of the input's own (tiled
+    inference, :mod:`fastnst.tiling`), and ``fixed_mix`` (set by
+    :meth:`TransformerNet.styled`) is the mix used when none is passed.
     """
 
     __constants__ = ["eps"]
-    # Set only within fixed_to(). TorchScript reads these annotations (so this module does
-    # not use `from __future__ import annotations`, which would turn them into strings).
+    # Set only within fixed_to() and TransformerNet.styled(). TorchScript reads these
+    # annotations (so this module does not use `from __future__ import annotations`, which
+    # would turn them into strings).
     fixed_mean: Optional[torch.Tensor]  # noqa: UP045
     fixed_var: Optional[torch.Tensor]  # noqa: UP045
+    fixed_mix: Optional[torch.Tensor]  # noqa: UP045
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, num_styles: int = 1) -> None:
         super().__init__()
         self.channels = channels
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        # One style keeps nn.InstanceNorm2d's 1-D parameters: its checkpoints stay as they are.
+        shape = (channels,) if num_styles == 1 else (num_styles, channels)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
         self.fixed_mean = None
         self.fixed_var = None
+        self.fixed_mix = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def num_styles(self) -> int:
+        return 1 if self.weight.dim() == 1 else self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor, mix: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
         mean, var = self.fixed_mean, self.fixed_var
+        if self.weight.dim() == 1:
+            weight, bias = self.weight, self.bias
+        else:
+            if mix is None:
+                mix = self.fixed_mix
+            if mix is None:
+                raise RuntimeError("this network holds several styles: give it a style mix")
+            weight, bias = None, None
         if mean is None or var is None:
-            return F.instance_norm(x, None, None, self.weight, self.bias, True, 0.1, self.eps)
-        # Statistics in fp32 whatever the autocast dtype, as the moments were accumulated.
-        y = F.batch_norm(
-            x.float(),
-            mean.to(x.device, torch.float32),
-            var.to(x.device, torch.float32),
-            self.weight,
-            self.bias,
-            False,
-            0.0,
-            self.eps,
-        )
-        return y.to(x.dtype)
+            y = F.instance_norm(x, None, None, weight, bias, True, 0.1, self.eps)
+        else:
+            # Statistics in fp32 whatever the autocast dtype, as the moments were accumulated.
+            y = F.batch_norm(
+                x.float(),
+                mean.to(x.device, torch.float32),
+                var.to(x.device, torch.float32),
+                weight,
+                bias,
+                False,
+                0.0,
+                self.eps,
+            ).to(x.dtype)
+        if mix is not None and self.weight.dim() == 2:
+            # Each image's scale and shift: its style weights times the styles' rows.
+            mix = mix.to(self.weight)
+            scale = (mix @ self.weight)[:, :, None, None]
+            shift = (mix @ self.bias)[:, :, None, None]
+            y = (y * scale + shift).to(x.dtype)
+        return y
 
     @contextmanager
     def fixed_to(self, moments: Moments) -> Iterator[None]:
@@ -71,8 +100,17 @@ class InstanceNorm(nn.Module):
         finally:
             self.fixed_mean = self.fixed_var = None
 
+    def add_styles(self, count: int) -> None:
+        """Append ``count`` style rows, each starting as the mean of the existing ones."""
+        weight, bias = self.weight.data, self.bias.data
+        if weight.dim() == 1:
+            weight, bias = weight[None], bias[None]
+        self.weight = nn.Parameter(torch.cat([weight, weight.mean(0).expand(count, -1)]))
+        self.bias = nn.Parameter(torch.cat([bias, bias.mean(0).expand(count, -1)]))
+
     def extra_repr(self) -> str:
-        return f"{self.channels}, eps={self.eps}"
+        styles = f", num_styles={self.num_styles}" if self.num_styles > 1 else ""
+        return f"{self.channels}, eps={self.eps}{styles}"
 
 
 class ConvNormAct(nn.Sequential):
@@ -92,13 +130,14 @@ class ConvNormAct(nn.Sequential):
         stride: int = 1,
         norm: bool = True,
         act: bool = True,
+        num_styles: int = 1,
     ) -> None:
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(kernel // 2),
             nn.Conv2d(c_in, c_out, kernel, stride=stride),
         ]
         if norm:
-            layers.append(InstanceNorm(c_out))
+            layers.append(InstanceNorm(c_out, num_styles=num_styles))
         if act:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
@@ -106,6 +145,11 @@ class ConvNormAct(nn.Sequential):
         # Input pixels a pixel of the output depends on, on each side.
         self.reach = kernel // 2
         self.scale = 1 / stride
+
+    def forward(self, x: torch.Tensor, mix: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
+        for layer in self:
+            x = layer(x, mix) if isinstance(layer, InstanceNorm) else layer(x)
+        return x
 
     @property
     def norm(self) -> InstanceNorm | None:
@@ -130,11 +174,11 @@ class ConvNormAct(nn.Sequential):
 class ResidualBlock(nn.Module):
     __jit_unused_properties__ = ["layers"]
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, num_styles: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormAct(channels, channels, 3),
-            ConvNormAct(channels, channels, 3, act=False),
+            ConvNormAct(channels, channels, 3, num_styles=num_styles),
+            ConvNormAct(channels, channels, 3, act=False, num_styles=num_styles),
         )
 
     @property
@@ -142,8 +186,11 @@ class ResidualBlock(nn.Module):
         """The block's layers in order; their result is added to the block's input."""
         return tuple(self.body)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, mix: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
+        y = x
+        for layer in self.body:
+            y = layer(y, mix)
+        return x + y
 
 
 class Upsample(nn.Sequential):
@@ -151,11 +198,17 @@ class Upsample(nn.Sequential):
 
     __jit_unused_properties__ = ["norm"]
 
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvNormAct(c_in, c_out, 3))
+    def __init__(self, c_in: int, c_out: int, num_styles: int = 1) -> None:
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            ConvNormAct(c_in, c_out, 3, num_styles=num_styles),
+        )
         self.out_channels = c_out
         self.reach = 1  # the 3x3 conv's one pixel at the doubled size is within one input pixel
         self.scale = 2.0
+
+    def forward(self, x: torch.Tensor, mix: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
+        return self[1](self[0](x), mix)
 
     @property
     def norm(self) -> InstanceNorm | None:
@@ -192,6 +245,12 @@ class TransformerNet(nn.Module):
         base_channels: width of the first stage; the two downsampled stages have 2x and 4x.
             The paper uses 32.
         num_residual_blocks: residual blocks at 1/4 resolution; the paper uses 5.
+        num_styles: paintings the network holds. Above 1 every norm is a conditional
+            instance norm (one scale and shift per style) and each forward pass takes a
+            style mix: ``net(x, style)`` with ``style`` a vector of ``num_styles`` weights
+            (or one row per image), >= 0 and not all 0; they are divided by their sum, so
+            ``[1, 0, ...]`` is the first style and ``[0.7, 0.3, ...]`` a blend. Or set it
+            for a block of code with :meth:`styled`.
 
     Code that walks the network (tiling, memory planning) uses :meth:`stages`,
     :meth:`norm_layers` and :meth:`finish`, never its attributes.
@@ -201,22 +260,77 @@ class TransformerNet(nn.Module):
     min_size = 8
     __constants__ = ["min_size"]  # lets torch.jit.script read it
 
-    def __init__(self, base_channels: int = 32, num_residual_blocks: int = 5) -> None:
+    def __init__(
+        self, base_channels: int = 32, num_residual_blocks: int = 5, num_styles: int = 1
+    ) -> None:
         super().__init__()
         check_number(base_channels, "base_channels", 1, integer=True)
         check_number(num_residual_blocks, "num_residual_blocks", 0, integer=True)
-        c = base_channels
+        check_number(num_styles, "num_styles", 1, integer=True)
+        c, s = base_channels, num_styles
+        self.base_channels = base_channels
+        self.num_residual_blocks = num_residual_blocks
+        self.num_styles = num_styles
         self.encoder = nn.Sequential(
-            ConvNormAct(3, c, 9),
-            ConvNormAct(c, 2 * c, 3, stride=2),
-            ConvNormAct(2 * c, 4 * c, 3, stride=2),
+            ConvNormAct(3, c, 9, num_styles=s),
+            ConvNormAct(c, 2 * c, 3, stride=2, num_styles=s),
+            ConvNormAct(2 * c, 4 * c, 3, stride=2, num_styles=s),
         )
-        self.residuals = nn.Sequential(*(ResidualBlock(4 * c) for _ in range(num_residual_blocks)))
+        self.residuals = nn.Sequential(
+            *(ResidualBlock(4 * c, num_styles=s) for _ in range(num_residual_blocks))
+        )
         self.decoder = nn.Sequential(
-            Upsample(4 * c, 2 * c),
-            Upsample(2 * c, c),
+            Upsample(4 * c, 2 * c, num_styles=s),
+            Upsample(2 * c, c, num_styles=s),
             ConvNormAct(c, 3, 9, norm=False, act=False),
         )
+
+    def settings(self) -> dict[str, int]:
+        """The constructor's arguments (what a checkpoint stores to rebuild the network)."""
+        settings = {
+            "base_channels": self.base_channels,
+            "num_residual_blocks": self.num_residual_blocks,
+        }
+        return {**settings, "num_styles": self.num_styles} if self.num_styles > 1 else settings
+
+    def add_styles(self, count: int) -> None:
+        """Make room for ``count`` more styles: a row of scale and shift in every norm, each
+        starting as the mean of the existing styles' rows. Nothing else changes."""
+        check_number(count, "count", 1, integer=True)
+        for norm in self.norm_layers():
+            norm.add_styles(count)
+        self.num_styles += count
+
+    def style_parameters(self) -> list[nn.Parameter]:
+        """The norms' scales and shifts: the only per-style parameters."""
+        return [p for norm in self.norm_layers() for p in (norm.weight, norm.bias)]
+
+    def check_mix(self, style: torch.Tensor) -> torch.Tensor:
+        """A style mix as the norms take it: N x num_styles (or 1 x), rows summing to 1."""
+        if style.dim() == 1:
+            style = style.unsqueeze(0)
+        if style.dim() != 2 or style.shape[1] != self.num_styles:
+            raise ValueError(
+                f"a style mix must have {self.num_styles} weights, got shape {list(style.shape)}"
+            )
+        return style / style.sum(dim=1, keepdim=True)
+
+    @contextmanager
+    def styled(self, style: torch.Tensor | None) -> Iterator[None]:
+        """Within the block, calls without a style mix use ``style`` (see the class).
+        Piecewise runs (tiling) go through this. ``None``, or a one-style network: no change."""
+        if style is None or self.num_styles == 1:
+            yield
+            return
+        mix = self.check_mix(style)
+        norms = self.norm_layers()
+        for norm in norms:
+            norm.fixed_mix = mix
+        try:
+            yield
+        finally:
+            for norm in norms:
+                norm.fixed_mix = None
 
     def stages(self) -> list[Stage]:
         """The network in the order it runs: ``forward`` is :meth:`finish` of the stages."""
@@ -242,7 +356,7 @@ class TransformerNet(nn.Module):
         # gradients away (a clamp would zero them for out-of-range pixels).
         return torch.sigmoid(y[:, :, :height, :width])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
         h, w = x.shape[-2], x.shape[-1]
         if h < self.min_size or w < self.min_size:
             # Tiny images: replicate up to the minimum, cropped off again below.
@@ -252,5 +366,15 @@ class TransformerNet(nn.Module):
         # upsampling then overshoots by at most 3 pixels, and the crop restores the input size.
         # No shape arithmetic precedes the network, so exported graphs (ONNX, TorchScript)
         # keep height and width dynamic.
-        y = self.decoder(self.residuals(self.encoder(x)))
-        return self.finish(y, h, w)
+        mix: Optional[torch.Tensor] = None  # noqa: UP045
+        if style is not None and self.num_styles > 1:
+            if style.dim() == 1:
+                style = style.unsqueeze(0)
+            mix = style / style.sum(dim=1, keepdim=True)
+        for layer in self.encoder:
+            x = layer(x, mix)
+        for block in self.residuals:
+            x = block(x, mix)
+        for layer in self.decoder:
+            x = layer(x, mix)
+        return self.finish(x, h, w)

@@ -164,3 +164,43 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny_run")
     cfg = compose_config([*TINY_RUN, f"checkpoint_dir={tmp / 'checkpoints'}"])
     return train(cfg, tmp / "run")
+
+
+# Three paintings for the tiny multi-style run (files: no download).
+TINY_STYLES = ("starry_night", "wave", "mosaic")
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, run folder) of two training steps of a small network holding three
+    styles, at 32 px with a batch of 3 (one photo per style and step)."""
+    from fastnst.train import train
+
+    tmp = tmp_path_factory.mktemp("tiny_multi_run")
+    styles = ",".join(str(STYLES / f"{name}.jpg") for name in TINY_STYLES)
+    cfg = compose_config(
+        [
+            *TINY_RUN,
+            "data.batch_size=3",
+            "data.val_count=3",
+            "trainer.log_every_n_steps=1",
+            f"styles=[{styles}]",
+            "style.size=64",
+            f"checkpoint_dir={tmp / 'checkpoints'}",
+        ]
+    )
+    return train(cfg, tmp / "run"), tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def multi_checkpoint(tiny_multi_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny multi-style checkpoint with each style's norm rows drawn apart (seeded), so
+    that its styles paint clearly different pictures (two training steps barely move them)."""
+    ckpt = torch.load(tiny_multi_run[0], map_location="cpu", weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for value in ckpt["state_dict"].values():
+        if value.dim() == 2 and value.shape[0] == len(TINY_STYLES):  # a norm's rows
+            value.add_(0.5 * torch.randn(value.shape, generator=generator))
+    path = tmp_path_factory.mktemp("multi") / "three.ckpt"
+    torch.save(ckpt, path)
+    return path

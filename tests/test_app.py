@@ -308,3 +308,36 @@ def test_in_a_browser_a_non_image_shows_the_error(server, browser, tmp_path):
     assert message.text.startswith("holiday.jpg: not a readable image"), message.text
     assert browser.find_element(By.ID, "download").is_displayed() is False
     assert server.request("/api/models")[0] == 200  # the server carries on
+
+
+def test_a_multi_style_model_paints_the_chosen_style_or_blend(multi_checkpoint, tmp_path):
+    srv = Server([multi_checkpoint])
+    try:
+        (listed,) = json.loads(srv.request("/api/models")[1])["models"]
+        assert listed["styles"] == ["starry_night", "wave", "mosaic"]
+        photo = PHOTO.read_bytes()
+        for choice, label in (("wave", "wave"), ("wave=0.25,mosaic=0.75", "wave25+mosaic75")):
+            status = srv.stylize(photo, "sailboat.jpg", size=64, style=choice)
+            assert status["state"] == "done", status
+            assert status["download_name"] == f"sailboat_{safe_label(label)}.png"
+            data = srv.request(f"/api/jobs/{status['id']}/output.png")[1]
+            out = tmp_path / f"{label}.png"
+            cli = cli_output(multi_checkpoint, PHOTO, out, "--size", "64", "--style", choice)
+            assert torch.equal(png_pixels(data, tmp_path), cli)
+        # No style, an unknown one, several: the page's message, naming the styles.
+        for query, message in (
+            ({}, "holds 3 styles (starry_night, wave, mosaic)"),
+            ({"style": "candy"}, "no style 'candy' in this network; it has: starry_night"),
+            ({"style": "all"}, "choose one style or a blend"),
+            ({"style": "wave=0"}, "add up to 0"),
+        ):
+            status = srv.stylize(photo, "sailboat.jpg", size=64, **query)
+            assert status["state"] == "error" and message in status["error"], status
+    finally:
+        srv.stop()
+
+
+def safe_label(label: str) -> str:
+    from fastnst.files import safe_name
+
+    return safe_name(label)
