@@ -123,6 +123,18 @@ def run_name(cfg: DictConfig) -> str:
     return joined if len(joined) <= MAX_NAME_CHARS else f"{names[0]}+{len(names) - 1}_more"
 
 
+def _run_name_or_style(*, _root_: DictConfig) -> str:
+    """conf/config.yaml's output folder names the run; a bad setting is reported later, in
+    one line, by the run itself."""
+    try:
+        return run_name(_root_)
+    except (ConfigError, KeyError, ValueError):
+        return str(_root_.style.name)
+
+
+OmegaConf.register_new_resolver("fastnst_run_name", _run_name_or_style, replace=True)
+
+
 def build(
     cfg: DictConfig, out_dir: Path
 ) -> tuple[StyleTransferModule, ContentDataModule, pl.Trainer]:
@@ -337,8 +349,15 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
     state = "Interrupted at" if trainer.interrupted else "Trained"
     print(f"{state} step {trainer.global_step}. Model: {final}")
     print(f"TensorBoard logs: {out_dir / 'tensorboard'}  ({commands.tensorboard(out_dir)})")
-    stylize = commands.stylize(final.resolve(), "photo.jpg", "-o", f"photo_{name}.jpg")
-    print(f"Stylize a photo: {stylize}")
+    if module.multi:
+        first = module.style_names[0]
+        stylize = commands.stylize(
+            final.resolve(), "photo.jpg", "--style", first, "-o", f"photo_{first}.jpg"
+        )
+        print(f"Stylize a photo: {stylize}  (--style all: every style; --list-styles)")
+    else:
+        stylize = commands.stylize(final.resolve(), "photo.jpg", "-o", f"photo_{name}.jpg")
+        print(f"Stylize a photo: {stylize}")
     return final
 
 

@@ -341,3 +341,47 @@ def safe_label(label: str) -> str:
     from fastnst.files import safe_name
 
     return safe_name(label)
+
+
+def test_in_a_browser_a_multi_style_model_offers_styles_and_a_blend(
+    multi_checkpoint, tiny_checkpoint, browser, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    srv = Server([tiny_checkpoint, multi_checkpoint])
+    try:
+        browser.get(srv.url)
+        _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#model option")) == 2)
+        controls = browser.find_element(By.ID, "style-controls")
+        assert not controls.is_displayed()  # the single-style model comes first
+        Select(browser.find_element(By.ID, "model")).select_by_index(1)
+        _wait(controls.is_displayed)
+        styles = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#style option")]
+        assert styles == ["starry_night", "wave", "mosaic"]
+        Select(browser.find_element(By.ID, "style")).select_by_visible_text("mosaic")
+        Select(browser.find_element(By.ID, "blend-with")).select_by_visible_text("wave")
+        browser.execute_script(
+            "const s = document.getElementById('blend'); s.value = '0.25';"
+            "s.dispatchEvent(new Event('input'));"
+        )
+        size = browser.find_element(By.ID, "size")
+        size.clear()
+        size.send_keys("96")
+        browser.find_element(By.ID, "file").send_keys(str(PHOTO))
+        _wait(lambda: browser.find_element(By.ID, "paint").is_enabled())
+        browser.find_element(By.ID, "paint").click()
+        job = _wait(lambda: browser.execute_script("return document.body.dataset.done"))
+        data = srv.request(f"/api/jobs/{job}/output.png")[1]
+    finally:
+        srv.stop()
+    cli = cli_output(
+        multi_checkpoint,
+        PHOTO,
+        tmp_path / "cli.png",
+        "--size",
+        "96",
+        "--style",
+        "mosaic=0.75,wave=0.25",
+    )
+    assert torch.equal(png_pixels(data, tmp_path), cli)
