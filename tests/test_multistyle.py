@@ -376,3 +376,18 @@ def test_exports_take_the_style_mix_as_an_input(multi_checkpoint, tmp_path, fmt)
         for mix, exported in zip(mixes, got, strict=True):
             assert (exported - net(x, mix)).abs().max() < 1e-4
     assert (got[0] - got[1]).abs().max() > 0.02
+
+
+def test_a_multi_style_run_resumes(tmp_path):
+    from fastnst.train import train
+
+    styles = ",".join(str(STYLES / f"{name}.jpg") for name in ("wave", "mosaic"))
+    common = [*TINY_RUN, f"styles=[{styles}]", "style.size=64", f"checkpoint_dir={tmp_path}"]
+    first = train(compose_config([*common, "checkpoint_every=1"]), tmp_path / "a")
+    assert (tmp_path / "wave+mosaic" / "last.ckpt").is_file()
+    resumed = train(compose_config([*common, "trainer.max_steps=3", "resume=last"]), tmp_path / "b")
+    assert resumed == first  # the same model file, now after 3 steps
+    net, meta = ckpt_format.load_with_metadata(resumed)
+    assert meta["styles"] == ["wave", "mosaic"]
+    step = torch.load(resumed, map_location="cpu", weights_only=True)["global_step"]
+    assert step == 3
