@@ -108,8 +108,9 @@ def load_with_metadata(
     hparams = ckpt.get("hyper_parameters", {})
     model = hparams.get("model") if isinstance(hparams, dict) else None
     bad = bad or _bad_model(model or {})
-    if not bad and len(style_names(meta)) != (model or {}).get("num_styles", 1):
-        bad = f"it names {len(style_names(meta))} style(s) for a network of {model['num_styles']}"
+    held = (model or {}).get("num_styles", 1)
+    if not bad and len(style_names(meta)) != held:
+        bad = f"it names {len(style_names(meta))} style(s) for a network of {held}"
     if bad:
         raise CheckpointError(f"{path}: damaged fastnst checkpoint ({bad})")
     weights = ckpt.get("state_dict")

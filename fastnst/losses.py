@@ -236,6 +236,8 @@ class PerceptualLoss(nn.Module):
             for w in weights:
                 check_number(w, "style.weight", 0)
             weights_t = torch.tensor([float(w) for w in weights])
+            # The style term is computed when any painting has a weight (active_terms).
+            self.weights["style"] = max(float(w) for w in weights)
         else:
             weights_t = torch.full((len(paintings),), self.weights["style"])
         device = next(self.vgg.buffers()).device  # type: ignore[union-attr]

@@ -94,7 +94,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def __init__(
         self,
-        style: Mapping[str, Any] | str,
+        style: Mapping[str, Any] | str | list[Mapping[str, Any] | str],
         model: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         lr: float = 1e-3,

@@ -391,3 +391,15 @@ def test_a_multi_style_run_resumes(tmp_path):
     assert meta["styles"] == ["wave", "mosaic"]
     step = torch.load(resumed, map_location="cpu", weights_only=True)["global_step"]
     assert step == 3
+
+
+def test_a_checkpoint_whose_names_do_not_match_its_styles_is_refused(multi_checkpoint, tmp_path):
+    ckpt = torch.load(multi_checkpoint, map_location="cpu", weights_only=True)
+    for styles, message in (
+        (["starry_night", "wave"], r"names 2 style\(s\) for a network of 3"),
+        (["a", "a", "b"], "not a list of distinct short names"),
+    ):
+        ckpt["fastnst"]["styles"] = styles
+        torch.save(ckpt, tmp_path / "bad.ckpt")
+        with pytest.raises(ckpt_format.CheckpointError, match=message):
+            ckpt_format.load_with_metadata(tmp_path / "bad.ckpt")
