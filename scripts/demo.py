@@ -2,6 +2,7 @@
 
     python scripts/demo.py                      # Starry Night
     python scripts/demo.py --style wave         # any painting in ../shared/data/styles/
+    python scripts/demo.py "styles=[...]" trainer.max_steps=1200   # several paintings, one net
 
 Trains a small Johnson network (``model=small``: 16 base channels, 3 residual blocks) against
 the real ImageNet VGG16 features of
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fastnst import commands
+    from fastnst.checkpoint import load_with_metadata, style_names
     from fastnst.errors import FastnstError
     from fastnst.stylize import main as stylize
 
@@ -88,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     photos = args.shared / "data" / "content"
     out = args.out / args.style
     command = [str(checkpoint), str(photos), "-o", str(out), "--size", str(args.size)]
+    if len(style_names(load_with_metadata(checkpoint)[1])) > 1:
+        # Several styles (styles=[...] or add_to=...): every one, into a folder of the run.
+        out = args.out / checkpoint.stem
+        command = [str(checkpoint), str(photos), "-o", str(out), "--size", str(args.size)]
+        command += ["--style", "all"]
     print(commands.stylize(*command, "--overwrite"), flush=True)
     status = stylize(command + ["--overwrite"])
     total = time.perf_counter() - start
