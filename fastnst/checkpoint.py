@@ -108,7 +108,7 @@ def load_with_metadata(
     hparams = ckpt.get("hyper_parameters", {})
     model = hparams.get("model") if isinstance(hparams, dict) else None
     bad = bad or _bad_model(model or {})
-    held = (model or {}).get("num_styles", 1)
+    held = 1 if bad else (model or {}).get("num_styles", 1)
     if not bad and len(style_names(meta)) != held:
         bad = f"it names {len(style_names(meta))} style(s) for a network of {held}"
     if bad:
