@@ -98,6 +98,12 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     net, style_name = load_network(args.checkpoint)
+    if net.num_styles > 1:
+        raise SystemExit(
+            f"error: {args.checkpoint} holds several styles; this script measures one-style "
+            "networks "
+            "(scripts/multistyle_report.py compares multi-style ones)"
+        )
     loss, hparams = loss_from_checkpoint(args.checkpoint, args.style)
     photos: list[Path] = []
     for folder in args.photos:

@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
     unique = len({p.stem for p in args.checkpoints}) == len(args.checkpoints)
     for path in args.checkpoints:
         net, _, _ = load_any(path, torch.device("cpu"))
+        if getattr(net, "num_styles", 1) > 1:
+            raise SystemExit(
+                f"error: {path} holds several styles; this script measures one-style networks "
+                "(scripts/multistyle_report.py compares multi-style ones)"
+            )
         nets[path.stem if unique else f"{path.parent.name}/{path.stem}"] = net
     rows: dict[str, dict[str, float]] = {name: {} for name in ["input frames", *nets]}
     gif_frames: list[torch.Tensor] = []
