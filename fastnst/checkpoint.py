@@ -236,6 +236,8 @@ def load_any(path: Path, device: torch.device) -> tuple[Any, str, dict[str, Any]
 
 
 def style_names_of(net: Any, style: str, meta: dict[str, Any]) -> list[str]:
-    """The styles a network from :func:`load_any` holds, in its style mix's order."""
-    names = meta.get("styles") or getattr(net, "styles", None)
-    return [str(n) for n in names] if names else [style]
+    """The styles a network from :func:`load_any` holds, in its style mix's order: from the
+    checkpoint's metadata, or for an ONNX export (no metadata) from the file itself."""
+    if meta:
+        return style_names(meta)
+    return [str(n) for n in getattr(net, "styles", None) or [style]]

@@ -171,7 +171,6 @@ class StyleTransferModule(pl.LightningModule):
             paintings = [
                 load_painting(style_image_path(one), one["size"], one["scales"]) for one in styles
             ]
-        with settings_of("style", renamed={"style_image": "style.image"}):
             if self.multi:
                 self.loss.set_styles(paintings, [one["weight"] for one in styles])
             else:

@@ -311,7 +311,7 @@ class TransformerNet(nn.Module):
             style = style.unsqueeze(0)
         if style.dim() != 2 or style.shape[1] != self.num_styles:
             raise ValueError(
-                f"a style mix must have {self.num_styles} weights, got shape {list(style.shape)}"
+                f"a style mix must have {self.num_styles} weights, got shape {style.shape}"
             )
         return style / style.sum(dim=1, keepdim=True)
 
@@ -368,9 +368,7 @@ class TransformerNet(nn.Module):
         # keep height and width dynamic.
         mix: Optional[torch.Tensor] = None  # noqa: UP045
         if style is not None and self.num_styles > 1:
-            if style.dim() == 1:
-                style = style.unsqueeze(0)
-            mix = style / style.sum(dim=1, keepdim=True)
+            mix = self.check_mix(style)
         for layer in self.encoder:
             x = layer(x, mix)
         for block in self.residuals:

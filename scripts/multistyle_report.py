@@ -171,6 +171,7 @@ def grid_figure(multi: Path, single_dir: Path, out: Path, cell: int = 160) -> No
         next(p for folder in HELD_OUT for p in find_images(folder) if p.name == name)
         for name in GRID_PHOTOS
     ]
+    singles = {name: load_with_metadata(single_dir / f"{name}.ckpt")[0] for name in names}
     white = torch.ones(3, cell, cell)
     cells = [white]  # header: the paintings, each over its two columns
     for name in names:
@@ -180,8 +181,7 @@ def grid_figure(multi: Path, single_dir: Path, out: Path, cell: int = 160) -> No
         image = load_image(photo, 384)[None]
         cells.append(_cell(image[0], cell))
         for name in names:
-            single, _ = load_with_metadata(single_dir / f"{name}.ckpt")
-            cells.append(_cell(single(image)[0], cell))
+            cells.append(_cell(singles[name](image)[0], cell))
             cells.append(_cell(net(image, mix(style_names(meta), {name: 1.0}))[0], cell))
     grid = make_grid(torch.stack(cells), nrow=1 + 2 * len(names), padding=4, pad_value=1.0)
     out.parent.mkdir(parents=True, exist_ok=True)

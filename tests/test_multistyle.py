@@ -88,6 +88,8 @@ def test_each_image_of_a_batch_takes_its_own_mix():
 def test_a_multi_network_without_a_mix_is_refused_and_one_style_networks_are_unchanged():
     with pytest.raises(RuntimeError, match="style mix"):
         seeded_multi_net()(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="must have 3 weights"):
+        seeded_multi_net()(torch.rand(1, 3, 16, 16), torch.ones(2))
     single = TransformerNet(8, 1)
     norm = single.encoder[0][2]
     assert norm.weight.shape == (8,) and "num_styles" not in single.settings()
