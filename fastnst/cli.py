@@ -16,7 +16,16 @@ from typing import Any
 
 from fastnst.errors import ConfigError, FastnstError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def _conf_dir() -> Path:
+    """The Hydra configs: ``fastnst/conf`` in an installed wheel, else the repository's
+    top-level ``conf/`` (a checkout, or an editable install of it)."""
+    package = Path(__file__).resolve().parent
+    installed = package / "conf"
+    return installed if (installed / "config.yaml").is_file() else package.parent / "conf"
+
+
+CONF_DIR = _conf_dir()
 
 
 def run_job(job: Callable[[Any, Path], object], cfg: Any) -> None:

@@ -8,7 +8,6 @@ input with the ImageNet statistics itself.
 
 from __future__ import annotations
 
-import urllib.error
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +66,9 @@ LAYERS_BY_NAME = _BY_NAME["vgg19"]
 IMAGENET_WEIGHTS = {"vgg19": VGG19_Weights.IMAGENET1K_V1, "vgg16": VGG16_Weights.IMAGENET1K_V1}
 WEIGHTS_FILES = {net: Path(w.url).name for net, w in IMAGENET_WEIGHTS.items()}
 WEIGHTS_FILE = WEIGHTS_FILES["vgg19"]  # vgg19-dcbb9e9d.pth
+# What a downloaded file is checked against: the sha256 prefix its name carries (torch hub's
+# convention, vgg16-397923af.pth -> 397923af).
+WEIGHTS_DIGESTS = {net: Path(name).stem.rsplit("-", 1)[-1] for net, name in WEIGHTS_FILES.items()}
 
 TAPS = ("relu", "conv")
 # Below this many pixels a side, the five 2x2 pools of a VGG leave nothing of an image.
@@ -135,21 +137,33 @@ def check_weights(weights: str) -> None:
         )
 
 
-def imagenet_state_dict(network: str = "vgg19") -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights of ``network``, through torchvision's download cache."""
+def imagenet_weights_file(network: str = "vgg19") -> Path:
+    """torchvision's ImageNet weights file of ``network`` in torch's hub cache (where
+    torchvision keeps it too), downloaded there first if missing: with a progress bar,
+    resumably, checked against :data:`WEIGHTS_DIGESTS`, from ``$FASTNST_MIRROR`` where set.
+
+    Raises:
+        VGGWeightsError: it could not be downloaded; the message says what to do instead.
+    """
+    from fastnst.download import DownloadError, download
+
     weights = IMAGENET_WEIGHTS[network]
     cache = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILES[network]
-    try:
-        return weights.get_state_dict(
-            progress=True, check_hash=True, map_location="cpu", weights_only=True
-        )
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise VGGWeightsError(
-            f"could not get the ImageNet {network.upper()} weights ({exc}). Put the file "
-            f"{WEIGHTS_FILES[network]} from {weights.url} at {cache}, pass "
-            "loss.vgg_weights=/path/to/state_dict.pth, or use loss.vgg_weights=random for an "
-            "offline demo"
-        ) from None
+    if not cache.is_file():
+        try:
+            download(weights.url, cache, WEIGHTS_DIGESTS[network])
+        except DownloadError as exc:
+            raise VGGWeightsError(
+                f"the ImageNet {network.upper()} weights: {exc}; or pass "
+                "loss.vgg_weights=/path/to/state_dict.pth, or use loss.vgg_weights=random for an "
+                "offline demo"
+            ) from None
+    return cache
+
+
+def imagenet_state_dict(network: str = "vgg19") -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights of ``network`` (:func:`imagenet_weights_file`)."""
+    return _load_state_dict_file(imagenet_weights_file(network))
 
 
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

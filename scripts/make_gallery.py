@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from demo import REPO, SHARED, train_demo
+from demo import REPO, SHARED, overrides, train_demo
 from PIL import Image
 from torchvision.transforms.functional import to_pil_image
 
@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         if not checkpoint.is_file():
             start = time.perf_counter()
             run_dir = REPO / "outputs" / "demo" / "runs" / f"gallery_{style}"
-            checkpoint = train_demo(
-                style, args.shared, args.checkpoint_dir, run_dir, args.overrides
-            )
+            settings = overrides(style, args.shared, args.checkpoint_dir) + args.overrides
+            checkpoint = train_demo(settings, run_dir)
             print(f"{style}: trained in {(time.perf_counter() - start) / 60:.1f} min")
         net, _ = load_network(checkpoint)
         with torch.inference_mode():

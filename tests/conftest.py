@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .loopback import server  # noqa: F401 (a fixture: the stand-in HTTP server)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FASTNST_SHARED_DATA", REPO.parent / "shared" / "data"))
 COCO_TRAIN = SHARED_DATA / "coco" / "train2017"

@@ -7,15 +7,15 @@ import io
 import math
 import zipfile
 
-import download_coco  # scripts/, on sys.path through conftest
 import pytest
 import torch
 
 from fastnst import checkpoint
+from fastnst import coco as download_coco
 from fastnst.stylize import main as stylize_main
 
 from .conftest import COCO_TRAIN, CONTENT, STARRY_NIGHT, run_console, run_hydra_cli
-from .test_download import _coco_zip, server  # noqa: F401 (a fixture)
+from .test_download import _coco_zip
 
 pytestmark = pytest.mark.shared_data
 PHOTO = CONTENT / "sailboat.jpg"
@@ -186,7 +186,7 @@ def test_an_unwritable_optimize_output_fails_before_optimising(tmp_path, monkeyp
     ["train2017", "train2017:abc", "train2017=xyz", "val2017-" + "0" * 32, "coco=" + "0" * 32],
 )
 def test_a_malformed_md5_is_refused_before_any_download_and_keeps_partial_data(
-    server,  # noqa: F811 (the fixture)
+    server,
     tmp_path,
     md5,
 ):
@@ -201,7 +201,7 @@ def test_a_malformed_md5_is_refused_before_any_download_and_keeps_partial_data(
     assert files.requests == [] and partial.read_bytes() == b"the first gigabytes"
 
 
-def test_an_upper_case_md5_is_the_same_checksum(server, tmp_path):  # noqa: F811
+def test_an_upper_case_md5_is_the_same_checksum(server, tmp_path):
     import hashlib
 
     base, files = server

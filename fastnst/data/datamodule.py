@@ -28,7 +28,7 @@ def coco_help(root: Path) -> str:
     coco = root.parent if root.name == "train2017" else root
     target = coco / "train2017"
     then = "" if target == root else f", then train with data.root={target}"
-    download = commands.script("download_coco.py", "--root", coco)
+    download = commands.console("fastnst-download-coco", "fastnst.coco", "--root", coco)
     return (
         f"COCO 2017 training images: run {download} (18 GB{then}; or download "
         f"http://images.cocodataset.org/zips/train2017.zip and unzip it so that {target}/*.jpg "
