@@ -35,7 +35,7 @@ from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.commands import printable
 from fastnst.devices import DEVICES, pick_device
 from fastnst.errors import CheckpointError, ConfigError, FastnstError, ImageReadError, first_line
-from fastnst.files import safe_name
+from fastnst.files import safe_name, user_path
 from fastnst.images import image_size, load_image_with_alpha, save_image
 from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
 
@@ -415,7 +415,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "models",
         nargs="*",
-        type=Path,
+        type=user_path,
         default=[Path("checkpoints")],
         help="model files (.ckpt, .onnx) or folders searched for them (default: checkpoints/)",
     )

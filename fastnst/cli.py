@@ -28,6 +28,41 @@ def _conf_dir() -> Path:
 CONF_DIR = _conf_dir()
 
 
+# Every setting that names a file or folder, as a dotted config key (train and optimize).
+PATH_SETTINGS = (
+    "checkpoint_dir",
+    "resume",
+    "add_to",
+    "data.root",
+    "data.val_root",
+    "data.cache_dir",
+    "style.image",
+    "loss.vgg_weights",
+    "content",
+    "output",
+)
+
+
+def expand_paths(cfg: Any) -> Any:
+    """A copy of the composed config with ``~`` expanded in every path setting (and in the
+    paintings of ``styles``), once, where the job reads its settings: every file of the run
+    then lands where the user asked, whatever part of the code writes it."""
+    from omegaconf import OmegaConf
+
+    cfg = cfg.copy()
+    for key in PATH_SETTINGS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, str) and value.startswith("~"):
+            OmegaConf.update(cfg, key, os.path.expanduser(value))
+    styles = cfg.get("styles") or []
+    for i, entry in enumerate(styles):
+        if isinstance(entry, str) and entry.startswith("~"):
+            styles[i] = os.path.expanduser(entry)
+        elif OmegaConf.is_dict(entry) and str(entry.get("image") or "").startswith("~"):
+            entry.image = os.path.expanduser(entry.image)
+    return cfg
+
+
 def run_job(job: Callable[[Any, Path], object], cfg: Any) -> None:
     """Run a Hydra job in its output folder.
 

@@ -31,7 +31,7 @@ import torch
 from fastnst.checkpoint import load_with_metadata, style_names
 from fastnst.commands import printable
 from fastnst.errors import CheckpointError
-from fastnst.files import written_atomically
+from fastnst.files import user_path, written_atomically
 from fastnst.onnx_runtime import OnnxNetwork
 from fastnst.transformer import TransformerNet
 
@@ -139,12 +139,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="fastnst-export",
         description="Export a trained fastnst network to ONNX or TorchScript.",
     )
-    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by fastnst.train")
+    parser.add_argument("checkpoint", type=user_path, help="a .ckpt written by fastnst.train")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=user_path,
         default=None,
         help="file to write (default: the checkpoint's name with .onnx or .pt)",
     )

@@ -13,6 +13,11 @@ from pathlib import Path
 from fastnst.errors import ConfigError
 
 
+def user_path(text: str | os.PathLike) -> Path:
+    """A path the user gave, with ``~`` expanded (argparse ``type=`` of every path option)."""
+    return Path(os.path.expanduser(text))
+
+
 def check_writable_folder(folder: Path, key: str) -> None:
     """A ConfigError about ``key`` unless files can be written in ``folder`` (created if
     missing): checked before the work whose results go there, not after it."""

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from fastnst import commands
-from fastnst.cli import CONF_DIR, run_job
+from fastnst.cli import CONF_DIR, expand_paths, run_job
 from fastnst.devices import pick_device
 from fastnst.download import style_image_path
 from fastnst.errors import ConfigError, check_number, require, settings_of
@@ -189,6 +189,7 @@ def check_optimize(cfg: DictConfig) -> None:
 
 
 def _run(cfg: DictConfig, out_dir: Path) -> Path:
+    cfg = expand_paths(cfg)
     check_optimize(cfg)
     content_path = Path(cfg.content).expanduser()
     content = load_image(content_path, cfg.size).unsqueeze(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.commands import printable
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
-from fastnst.files import safe_name
+from fastnst.files import safe_name, user_path
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
@@ -55,6 +56,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path | None]], li
     found: list[tuple[Path, Path | None]] = []
     errors: list[str] = []
     for text in inputs:
+        text = os.path.expanduser(text)
         path = Path(text)
         if path.is_dir():
             files = find_images(path)
@@ -118,7 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Stylize images and videos with a network trained by python -m fastnst.train.",
     )
     parser.add_argument(
-        "checkpoint", type=Path, help="a .ckpt written by fastnst.train, or a .onnx export"
+        "checkpoint", type=user_path, help="a .ckpt written by fastnst.train, or a .onnx export"
     )
     parser.add_argument(
         "inputs",
@@ -130,7 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=user_path,
         default=None,
         help="output file (one input) or folder (several); default: <stem>_<style>.<ext> in "
         "the current folder",

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from fastnst import commands
-from fastnst.cli import CONF_DIR, run_job
+from fastnst.cli import CONF_DIR, expand_paths, run_job
 from fastnst.commands import printable
 from fastnst.data import ContentDataModule
 from fastnst.errors import (
@@ -144,6 +144,7 @@ def build(
     then the module: its network, its loss, and only then the painting's download and the
     VGG), so a bad value fails in one line before any download, VGG build or dataset scan.
     """
+    cfg = expand_paths(cfg)  # a no-op when train() did it already
     check_trainer(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     with settings_of("data"):
@@ -153,18 +154,18 @@ def build(
     name = run_name(cfg)
     add_to = cfg.get("add_to")
     if add_to:
-        require(Path(str(add_to)).expanduser().is_file(), "add_to", f"{add_to} does not exist")
+        require(Path(str(add_to)).is_file(), "add_to", f"{add_to} does not exist")
     module = StyleTransferModule(
         style=styles_of(cfg) or OmegaConf.to_container(cfg.style, resolve=True),
         model=OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
         temporal=OmegaConf.to_container(cfg.temporal, resolve=True) if "temporal" in cfg else None,
-        base=str(Path(str(add_to)).expanduser()) if add_to else None,
+        base=str(add_to) if add_to else None,
     )
     # Last, once every other setting is known to be good, and long before the first
     # checkpoint: a folder that cannot be written would otherwise lose the whole run.
-    check_writable_folder(Path(cfg.checkpoint_dir).expanduser() / name, "checkpoint_dir")
+    check_writable_folder(Path(cfg.checkpoint_dir) / name, "checkpoint_dir")
     checkpoints = ModelCheckpoint(
         dirpath=Path(cfg.checkpoint_dir) / name,
         filename="step{step:07d}",
@@ -216,7 +217,7 @@ def resume_path(cfg: DictConfig) -> Path | None:
         if not path.is_file():
             raise ConfigError("resume=last", f"no checkpoint at {path} to resume from")
         return path
-    path = Path(cfg.resume).expanduser()
+    path = Path(cfg.resume)
     if not path.is_file():
         raise ConfigError("resume", f"{path} does not exist")
     return path
@@ -307,6 +308,7 @@ def _alive(pid: int) -> bool:
 
 def train(cfg: DictConfig, out_dir: Path) -> Path:
     """Run one training job; return the path of the trained model."""
+    cfg = expand_paths(cfg)
     resume = resume_path(cfg)
     module, datamodule, trainer = build(cfg, out_dir)
     require(
@@ -318,7 +320,7 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
         now = settings_of_run(module, datamodule)
         check_resume_matches(resume, now, cfg.get("resume_changes") == "accept")
         print(f"Resuming from {resume}")
-    with owning(Path(cfg.checkpoint_dir).expanduser() / run_name(cfg)):
+    with owning(Path(cfg.checkpoint_dir) / run_name(cfg)):
         return _fit(cfg, out_dir, module, datamodule, trainer, resume)
 
 
