@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from fastnst.transformer import TransformerNet
 from fastnst.vgg import MIN_IMAGE_SIZE
 
 GRID_IMAGES = 8
+LR_SCHEDULES = ("constant", "cosine")
 # The temporal group's settings (conf/config.yaml): the stability term is off at weight 0.
 TEMPORAL_DEFAULTS = {"weight": 0.0, "shift": 2.0, "rotate": 1.0, "zoom": 0.02, "noise": 0.02}
 # The style group's settings a caller may leave out (conf/style/*.yaml has them all).
@@ -83,7 +85,10 @@ class StyleTransferModule(pl.LightningModule):
             ``model`` is then the base's.
         model: keyword arguments of :class:`TransformerNet`.
         loss: keyword arguments of :class:`PerceptualLoss` (but the style image and weight).
-        lr: Adam learning rate.
+        lr: Adam learning rate (the peak one under a schedule).
+        lr_schedule: ``constant``, or ``cosine``: from ``lr`` down to 0 over the run's
+            ``trainer.max_steps`` (after the warm-up), one value per step.
+        lr_warmup: steps over which the learning rate rises linearly to ``lr`` first.
         temporal: the stability term (:func:`fastnst.motion.stability_term`): ``weight``
             (0: off, nothing computed) and the random motions' range, ``shift`` (px),
             ``rotate`` (degrees), ``zoom`` (relative) and ``noise`` (std).
@@ -100,6 +105,8 @@ class StyleTransferModule(pl.LightningModule):
         lr: float = 1e-3,
         temporal: Mapping[str, Any] | None = None,
         base: str | None = None,
+        lr_schedule: str = "constant",
+        lr_warmup: int = 0,
     ) -> None:
         super().__init__()
         styles = [style] if isinstance(style, Mapping | str | Path) else list(style)
@@ -132,6 +139,14 @@ class StyleTransferModule(pl.LightningModule):
             hparams["model"] = {**model, "num_styles": base_net.num_styles + len(styles)}
         if temporal["weight"]:
             hparams["temporal"] = temporal  # checkpoints of runs without it stay as they were
+        require(
+            lr_schedule in LR_SCHEDULES,
+            "lr_schedule",
+            f"must be one of {LR_SCHEDULES}, got {lr_schedule!r}",
+        )
+        check_number(lr_warmup, "lr_warmup", 0, integer=True)
+        if lr_schedule != "constant" or lr_warmup:  # as temporal: old checkpoints unchanged
+            hparams["lr_schedule"], hparams["lr_warmup"] = lr_schedule, int(lr_warmup)
         self.save_hyperparameters(hparams)
         unknown = set(temporal) - set(TEMPORAL_DEFAULTS)
         if unknown:
@@ -369,9 +384,20 @@ class StyleTransferModule(pl.LightningModule):
         grid = make_grid(pairs.float().clamp(0, 1).cpu(), nrow=2, padding=2)
         experiment.add_image("val/content_stylized", grid, self.global_step)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         trained = [p for p in self.net.parameters() if p.requires_grad]
-        return torch.optim.Adam(trained, lr=self.hparams.lr)
+        optimizer = torch.optim.Adam(trained, lr=self.hparams.lr)
+        schedule = self.hparams.get("lr_schedule", "constant")
+        warmup = int(self.hparams.get("lr_warmup", 0))
+        if schedule == "constant" and not warmup:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, warmup, schedule, self.trainer.max_steps)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Never write weights that a NaN/inf step may have spoiled.
@@ -385,6 +411,17 @@ class StyleTransferModule(pl.LightningModule):
             vgg_weights=str(self.loss.vgg_weights),
             styles=self.style_names if self.multi else None,
         )
+
+
+def lr_factor(step: int, warmup: int, schedule: str, total: int) -> float:
+    """The learning rate of step ``step`` as a fraction of the peak: linear warm-up over
+    ``warmup`` steps, then constant or a cosine down to 0 at step ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine" and total > warmup:
+        progress = min(1.0, (step - warmup) / (total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
 
 
 def _as_style(style: Mapping[str, Any] | str | Path) -> dict[str, Any]:

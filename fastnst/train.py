@@ -22,6 +22,7 @@ from fastnst import commands
 from fastnst.cli import CONF_DIR, expand_paths, run_job
 from fastnst.commands import printable
 from fastnst.data import ContentDataModule
+from fastnst.devices import training_precision
 from fastnst.errors import (
     ConfigError,
     NonFiniteLossError,
@@ -160,6 +161,8 @@ def build(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         lr=cfg.lr,
+        lr_schedule=cfg.get("lr_schedule", "constant"),
+        lr_warmup=cfg.get("lr_warmup", 0),
         temporal=OmegaConf.to_container(cfg.temporal, resolve=True) if "temporal" in cfg else None,
         base=str(add_to) if add_to else None,
     )
@@ -184,8 +187,14 @@ def build(
     callbacks: list[pl.Callback] = [checkpoints, ProjectedTime()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar())
+    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    settings["precision"], why = training_precision(
+        settings.get("precision", "auto"), settings.get("accelerator")
+    )
+    if why != "as set" and os.environ.get("LOCAL_RANK", "0") == "0":
+        print(f"Precision: {settings['precision']} ({why})")
     trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **settings,
         default_root_dir=str(out_dir),
         logger=logger,
         callbacks=callbacks,
