@@ -13,7 +13,11 @@ SHARED ?= ../shared
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fastnst-installed
 
-.PHONY: setup demo train test test-slow lint format clean
+# make stylize: a photo painted by a model that ships with fastnst (fastnst-models lists them).
+MODEL  ?= starry_night
+PHOTO  ?= $(SHARED)/data/content/chicago.jpg
+
+.PHONY: setup stylize demo train test test-slow lint format clean
 
 setup: $(STAMP)
 
@@ -22,6 +26,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
+
+stylize: setup
+	$(VENV)/bin/fastnst-stylize $(MODEL) $(PHOTO)
 
 # Train a small network against the real VGG16 features of $(SHARED)/models for 300 steps at
 # 128 px (minutes on a CPU), then stylize $(SHARED)/data/content into outputs/demo/$(STYLE)/.

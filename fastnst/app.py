@@ -1,6 +1,6 @@
 """``fastnst-app``: a local web page to try trained networks on photos.
 
-    fastnst-app                      # the models in ./checkpoints, on http://127.0.0.1:7860
+    fastnst-app                      # the shipped models and ./checkpoints, on http://127.0.0.1:7860
     fastnst-app my_models/ wave.onnx --port 8000
 
 Pick a model, drop a photo (or take a webcam snapshot), see input and output side by side and
@@ -35,9 +35,10 @@ from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.commands import printable
 from fastnst.devices import DEVICES, pick_device
 from fastnst.errors import CheckpointError, ConfigError, FastnstError, ImageReadError, first_line
-from fastnst.files import safe_name, user_path
+from fastnst.files import safe_name
 from fastnst.images import image_size, load_image_with_alpha, save_image
 from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
+from fastnst.shipped import model_path, shipped_models
 
 PAGE = Path(__file__).with_name("app.html")
 DEFAULT_PORT = 7860
@@ -47,6 +48,13 @@ KEEP_JOBS = 16
 
 
 # --- the models -----------------------------------------------------------------------------
+
+
+def default_model_paths() -> list[Path]:
+    """What the app serves when given no models: the shipped ones, then what was trained in
+    the current folder (``./checkpoints``)."""
+    paths = list(shipped_models().values())
+    return paths + ([Path("checkpoints")] if Path("checkpoints").is_dir() else [])
 
 
 def find_models(paths: list[Path]) -> tuple[list[Path], list[str]]:
@@ -68,9 +76,10 @@ def find_models(paths: list[Path]) -> tuple[list[Path], list[str]]:
             )
             if not files:
                 problems.append(f"{path}: no trained models here (.ckpt, .onnx)")
-            found += files
+            found += [p for p in files if p.resolve() not in {f.resolve() for f in found}]
         elif path.is_file():
-            found.append(path)
+            if path.resolve() not in {f.resolve() for f in found}:
+                found.append(path)
         else:
             problems.append(f"{path}: no such file or folder")
     unique = list(dict.fromkeys(p.resolve() for p in found))
@@ -415,9 +424,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "models",
         nargs="*",
-        type=user_path,
-        default=[Path("checkpoints")],
-        help="model files (.ckpt, .onnx) or folders searched for them (default: checkpoints/)",
+        type=str,
+        default=None,
+        help="model files (.ckpt, .onnx), names of shipped models, or folders searched for "
+        "them (default: the shipped models and ./checkpoints/)",
     )
     parser.add_argument(
         "--host",
@@ -490,7 +500,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fastnst-app: error: {exc}", file=sys.stderr)
         return 2
-    library = Library(args.models, device)
+    try:
+        if args.models is None:
+            paths = default_model_paths()
+        else:
+            paths = [model_path(text) for text in args.models]
+    except CheckpointError as exc:
+        print(f"fastnst-app: error: {exc}", file=sys.stderr)
+        return 2
+    library = Library(paths, device)
     for problem in library.problems:
         print(f"fastnst-app: warning: {problem}", file=sys.stderr)
     if not library.models:

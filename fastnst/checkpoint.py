@@ -15,6 +15,12 @@ A fastnst checkpoint is the dict Lightning saves, with
   rebuilt from its weights setting when training resumes).
 
 Training checkpoints (``last.ckpt``) also hold the optimiser and loop state for resuming.
+
+A release file (the models fastnst ships, :func:`write_release`) is the same dict without
+optimiser or loop state, with the weights stored as float16 and ``fastnst["release"]``: what
+the tools and the models table need (``format``, ``painting``, its ``artist``, ``title`` and
+``licence``, the ``command`` that trained it, ``steps``, ``minutes``, ``machine``). Every tool
+reads it like any checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 
 from fastnst.commands import printable
 from fastnst.errors import CheckpointError, first_line
+from fastnst.files import written_atomically
 from fastnst.transformer import TransformerNet
 
 CHECKPOINT_KIND = "fastnst.TransformerNet"
@@ -185,7 +192,72 @@ class TorchScriptFile(CheckpointError):
         )
 
 
+RELEASE_FORMAT = 1
+# What fastnst["release"] may hold: key -> the types its value may have.
+RELEASE_KEYS: dict[str, tuple[type, ...]] = {
+    "format": (int,),
+    "storage": (str,),
+    "painting": (str,),
+    "artist": (str,),
+    "title": (str,),
+    "licence": (str,),
+    "command": (str,),
+    "steps": (int,),
+    "minutes": (int, float),
+    "machine": (str,),
+}
+
+
+def write_release(source: str | Path, dest: str | Path, recipe: dict[str, Any]) -> Path:
+    """Write the release file of the trained checkpoint ``source`` to ``dest``: the network's
+    weights in float16, its hyper-parameters (with the painting and VGG weights named by file
+    name, not by where they were on the training machine), its metadata, and ``recipe`` (see
+    :data:`RELEASE_KEYS`) as ``fastnst["release"]``; no optimiser state."""
+    source, dest = Path(source), Path(dest)
+    net, meta = load_with_metadata(source)
+    ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    styles = hparams.get("style")
+    for style in styles if isinstance(styles, list) else [styles]:
+        if isinstance(style, dict) and style.get("image"):
+            style["image"] = Path(str(style["image"])).name
+    loss = dict(hparams.get("loss") or {})
+    if loss.get("vgg_weights") not in (None, "imagenet", "random"):
+        loss["vgg_weights"] = Path(str(loss["vgg_weights"])).name
+    hparams["loss"] = loss
+    release = {"format": RELEASE_FORMAT, "storage": "float16", **recipe}
+    bad = _bad_release(release)
+    if bad:
+        raise ValueError(f"release metadata: {bad}")
+    content = {
+        "fastnst": {**meta, "release": release},
+        "hyper_parameters": hparams,
+        "state_dict": {NET_PREFIX + k: v.half() for k, v in net.state_dict().items()},
+        "global_step": ckpt.get("global_step"),
+    }
+    with written_atomically(dest) as partial:
+        torch.save(content, partial)
+    return dest
+
+
+def _bad_release(release: Any) -> str | None:
+    if not isinstance(release, dict):
+        return "its release record is not a mapping"
+    for key, value in release.items():
+        if key not in RELEASE_KEYS:
+            return f"its release record has an unknown key {printable(key, 40)}"
+        if not isinstance(value, RELEASE_KEYS[key]) or isinstance(value, bool):
+            return f"its release {key} is not a {RELEASE_KEYS[key][0].__name__}"
+        if isinstance(value, str) and len(value) > 2000:
+            return f"its release {key} is not a short text"
+    if release.get("format") != RELEASE_FORMAT:
+        return f"release format {printable(repr(release.get('format')), 20)} is not known here"
+    return None
+
+
 def _bad_metadata(meta: dict[str, Any]) -> str | None:
+    if "release" in meta and (bad := _bad_release(meta["release"])):
+        return bad
     for key in ("style_name", "loss_network", "vgg_weights"):
         value = meta.get(key)
         if value is not None and (not isinstance(value, str) or len(value) > 1000):

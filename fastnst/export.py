@@ -33,6 +33,7 @@ from fastnst.commands import printable
 from fastnst.errors import CheckpointError
 from fastnst.files import user_path, written_atomically
 from fastnst.onnx_runtime import OnnxNetwork
+from fastnst.shipped import model_path, shipped_dir
 from fastnst.transformer import TransformerNet
 
 # Exported graphs have no branch for images below the network's minimum size; OnnxNetwork
@@ -139,7 +140,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="fastnst-export",
         description="Export a trained fastnst network to ONNX or TorchScript.",
     )
-    parser.add_argument("checkpoint", type=user_path, help="a .ckpt written by fastnst.train")
+    parser.add_argument(
+        "checkpoint", help="a .ckpt written by fastnst.train, or a shipped model's name"
+    )
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     parser.add_argument(
         "-o",
@@ -154,8 +157,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
-    output = args.output or args.checkpoint.with_suffix(suffix)
+    try:
+        args.checkpoint = model_path(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"fastnst-export: error: {exc}", file=sys.stderr)
+        return 1
+    suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
+    if args.format == "torchscript" and args.checkpoint.suffix == ".ckpt":
+        suffix = ".pt"  # beside a training checkpoint, as before
+    # Beside a checkpoint of the user's; a shipped model's export goes to the current folder.
+    default = args.checkpoint.with_suffix(suffix)
+    if args.checkpoint.resolve().parent == shipped_dir().resolve():
+        default = Path(args.checkpoint.stem + suffix)
+    output = args.output or default
+    if output.resolve() == args.checkpoint.resolve():
+        print(f"fastnst-export: error: {output} is the model itself", file=sys.stderr)
+        return 1
     if output.exists() and not args.overwrite:
         print(
             f"fastnst-export: error: {output} exists; pass --overwrite to replace it",

@@ -47,6 +47,9 @@ warnings.filterwarnings("ignore", message=r"torch.distributed.nn.functional.all_
 # Lightning warns when an epoch has fewer batches than log_every_n_steps; it logs by global
 # step, so with a small photo folder the curves are complete all the same.
 warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller")
+# Lightning's model summary cannot size parameters under bf16 autocast (trainer.precision=auto
+# on CPUs with bf16 units) and says so at every fit; the summary itself is right.
+warnings.filterwarnings("ignore", message=r"Precision bf16-mixed is not supported by the model")
 # Lightning 2.6 calls a torch API that torch 2.14 deprecates; nothing for a user to act on.
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 

@@ -34,6 +34,7 @@ from fastnst.images import (
     save_image,
 )
 from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
+from fastnst.shipped import model_path
 from fastnst.transformer import TransformerNet
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
@@ -120,7 +121,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Stylize images and videos with a network trained by python -m fastnst.train.",
     )
     parser.add_argument(
-        "checkpoint", type=user_path, help="a .ckpt written by fastnst.train, or a .onnx export"
+        "checkpoint",
+        type=str,
+        help="a shipped model's name (fastnst-models lists them), a .ckpt written by "
+        "fastnst.train, or a .onnx export",
     )
     parser.add_argument(
         "inputs",
@@ -362,6 +366,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
     try:
+        args.checkpoint = model_path(args.checkpoint)
         net, style, meta = load_any(args.checkpoint, device)
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)

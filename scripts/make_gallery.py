@@ -1,11 +1,14 @@
 """The README's gallery: for each painting, the painting | a held-out photo | that photo stylized.
 
-    python scripts/make_gallery.py                  # trains what is missing (~10 min a style)
+    python scripts/make_gallery.py --shipped        # the models that ship (the README's gallery)
+    python scripts/make_gallery.py                  # demo networks; trains what is missing
     python scripts/make_gallery.py --styles wave mosaic --photo chicago.jpg
 
-For every style it uses ``checkpoints/demo/<style>.ckpt`` if there is one, else trains it
-exactly as ``make demo STYLE=<style>`` does (``scripts/demo.py``). Writes one JPEG per style to
-``docs/gallery/<style>.jpg`` (each kept under 300 KB) and prints the Markdown for the README.
+With ``--shipped`` every style is the shipped model of that name (checkpoints/<style>.pt; all
+of them by default). Otherwise it uses ``checkpoints/demo/<style>.ckpt`` if there is one,
+else trains it exactly as ``make demo STYLE=<style>`` does (``scripts/demo.py``). Writes one
+JPEG per style to ``docs/gallery/<style>.jpg`` (each kept under 300 KB) and prints the Markdown
+for the README.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from fastnst.checkpoint import load_network
 from fastnst.images import load_image
+from fastnst.shipped import model_path, shipped_models
 
 DEFAULT_STYLES = ["starry_night", "wave", "mosaic", "the_scream"]
 MAX_BYTES = 300_000
@@ -57,7 +61,8 @@ def save_small(image: Image.Image, path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--styles", nargs="+", default=DEFAULT_STYLES)
+    parser.add_argument("--styles", nargs="+", default=None)
+    parser.add_argument("--shipped", action="store_true", help="the shipped models, by name")
     parser.add_argument("--photo", default="chicago.jpg", help="a photo of shared/data/content")
     parser.add_argument("--size", type=int, default=512, help="stylize at this long side")
     parser.add_argument("--height", type=int, default=256, help="height of each picture")
@@ -70,9 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     photo_path = args.shared / "data" / "content" / args.photo
     photo = load_image(photo_path, args.size)
     markdown = []
-    for style in args.styles:
+    styles = args.styles or (list(shipped_models()) if args.shipped else DEFAULT_STYLES)
+    for style in styles:
         checkpoint = args.checkpoint_dir / f"{style}.ckpt"
-        if not checkpoint.is_file():
+        if args.shipped:
+            checkpoint = model_path(style)
+        elif not checkpoint.is_file():
             start = time.perf_counter()
             run_dir = REPO / "outputs" / "demo" / "runs" / f"gallery_{style}"
             settings = overrides(style, args.shared, args.checkpoint_dir) + args.overrides

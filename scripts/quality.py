@@ -33,14 +33,19 @@ from fastnst.errors import FastnstError
 from fastnst.images import find_images, load_image
 from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
+from fastnst.shipped import model_path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_PHOTOS = [SHARED / "content", SHARED / "coco" / "val2017"]
 OPTIMIZERS = ("adam", "lbfgs")
 
 
-def loss_from_checkpoint(path: Path, style: Path | None = None) -> tuple[PerceptualLoss, dict]:
-    """The training loss of a fastnst checkpoint, rebuilt from its hyper-parameters."""
+def loss_from_checkpoint(
+    path: Path, style: Path | None = None, vgg_weights: Path | None = None
+) -> tuple[PerceptualLoss, dict]:
+    """The training loss of a fastnst checkpoint, rebuilt from its hyper-parameters (the
+    painting and the VGG weights file from ``style`` and ``vgg_weights`` where given: a
+    shipped model records only their file names)."""
     hparams: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)[
         "hyper_parameters"
     ]
@@ -61,10 +66,13 @@ def loss_from_checkpoint(path: Path, style: Path | None = None) -> tuple[Percept
             raise SystemExit(
                 f"error: the checkpoint's painting: {exc}; give it with --style"
             ) from None
+    loss_settings = dict(hparams.get("loss") or {})
+    if vgg_weights is not None:
+        loss_settings["vgg_weights"] = str(vgg_weights)
     loss = PerceptualLoss(
         load_image(painting, settings["size"]),
         style_weight=settings["weight"],
-        **(hparams.get("loss") or {}),
+        **loss_settings,
     )
     return loss.eval(), hparams
 
@@ -84,11 +92,14 @@ def time_forward(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", help="a .ckpt or a shipped model's name")
     parser.add_argument("--photos", type=Path, nargs="+", default=DEFAULT_PHOTOS)
     parser.add_argument("--max-photos", type=int, default=None, help="per folder")
     parser.add_argument("--size", type=int, default=256, help="long side of the photos (px)")
     parser.add_argument("--style", type=Path, default=None, help="the painting, if moved")
+    parser.add_argument(
+        "--vgg-weights", type=Path, default=None, help="the loss network's weights, if moved"
+    )
     parser.add_argument("--adam-steps", type=int, default=500, help="give up after this many")
     parser.add_argument("--lbfgs-steps", type=int, default=200, help="give up after this many")
     parser.add_argument("--out", type=Path, required=True)
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    args.checkpoint = model_path(args.checkpoint)
     net, style_name = load_network(args.checkpoint)
     if net.num_styles > 1:
         raise SystemExit(
@@ -104,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             "networks "
             "(scripts/multistyle_report.py compares multi-style ones)"
         )
-    loss, hparams = loss_from_checkpoint(args.checkpoint, args.style)
+    loss, hparams = loss_from_checkpoint(args.checkpoint, args.style, args.vgg_weights)
     photos: list[Path] = []
     for folder in args.photos:
         found = find_images(folder) if folder.is_dir() else [folder]
