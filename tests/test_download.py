@@ -105,3 +105,34 @@ def test_download_coco_script_rejects_wrong_checksum(server, tmp_path):
     result = run_console(download_coco.main, ["--root", tmp_path / "coco", "--base-url", base])
     assert result.returncode == 1 and "expected cced6f7f71b7629ddf16f17bbcfab6b2" in result.stderr
     assert not (tmp_path / "coco" / "train2017").exists()
+
+
+def test_download_coco_sample_fetches_single_photos_and_checks_them(server, tmp_path):
+    base, files = server
+    names = [download_coco.image_name(i) for i in download_coco.SAMPLE_IDS["train2017"][:3]]
+    for name in names:
+        files.content[f"/train2017/{name}"] = (COCO_TRAIN / name).read_bytes()
+    args = ["--root", tmp_path / "coco", "--base-url", base, "--sample", "3"]
+    result = run_console(download_coco.main, args)
+    assert result.returncode == 0, result.stderr
+    got = sorted(p.name for p in (tmp_path / "coco" / "train2017").iterdir())
+    assert got == sorted(names)
+    for name in names:
+        assert (tmp_path / "coco" / "train2017" / name).read_bytes() == (
+            COCO_TRAIN / name
+        ).read_bytes()
+    # Run again: nothing fetched twice; a fourth photo that is not a JPEG is refused and deleted.
+    asked = len(files.requests)
+    fourth = download_coco.image_name(download_coco.SAMPLE_IDS["train2017"][3])
+    files.content[f"/train2017/{fourth}"] = b"<html>not found</html>"
+    result = run_console(download_coco.main, [*args[:-1], "4"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is not a readable photo" in result.stderr
+    assert len(files.requests) == asked + 1
+    assert not (tmp_path / "coco" / "train2017" / fourth).exists()
+
+
+def test_the_sample_ids_are_the_shared_coco128_photos():
+    names = sorted(p.name for p in COCO_TRAIN.glob("*.jpg"))
+    ids = download_coco.SAMPLE_IDS["train2017"]
+    assert [download_coco.image_name(i) for i in ids] == names

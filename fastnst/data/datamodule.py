@@ -30,7 +30,8 @@ def coco_help(root: Path) -> str:
     then = "" if target == root else f", then train with data.root={target}"
     download = commands.console("fastnst-download-coco", "fastnst.coco", "--root", coco)
     return (
-        f"COCO 2017 training images: run {download} (18 GB{then}; or download "
+        f"COCO 2017 training images: run {download} (18 GB{then}; add --sample 128 for its "
+        "first 128 photos only; or download "
         f"http://images.cocodataset.org/zips/train2017.zip and unzip it so that {target}/*.jpg "
         "exist), or train on any folder of photos with data.root=/path/to/photos"
     )
