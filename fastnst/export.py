@@ -149,7 +149,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output",
         type=user_path,
         default=None,
-        help="file to write (default: the checkpoint's name with .onnx or .pt)",
+        help="file to write (default: beside the checkpoint, with .onnx or .pt; for a shipped "
+        "model <name>.onnx or <name>.torchscript.pt in the current folder)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser.parse_args(argv)
