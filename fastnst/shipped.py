@@ -43,14 +43,14 @@ def model_path(text: str | os.PathLike) -> Path:
             lists what ships).
     """
     path = Path(os.path.expanduser(text))
-    if path.exists():
+    if path.is_file():
         return path
     name = str(text)
     models = shipped_models()
     if name in models:
         return models[name]
-    if os.sep in name or "." in name:
-        return path  # a path that is not there: the loader says so
+    if os.sep in name or "." in name or path.exists():
+        return path  # a path that is not there, or a folder: the loader says so
     shipped = ", ".join(models) or "none"
     raise CheckpointError(
         f"{name}: no such model file, and no model of that name ships with fastnst (shipped: "
