@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
+import hmac
+import ipaddress
+import secrets
+import signal
 import socket
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +49,15 @@ DEFAULT_PORT = 7860
 MODEL_SUFFIXES = (".ckpt", ".onnx")
 # Jobs whose images are kept for the page to fetch (the newest ones).
 KEEP_JOBS = 16
+# A finished result is freed after this many seconds, or sooner when the kept results' pictures
+# would take more than KEEP_BYTES.
+KEEP_SECONDS = 15 * 60
+KEEP_BYTES = 256 * 2**20
+# The cookie that ties uploads and results to the browser that made them.
+SESSION_COOKIE = "fastnst_session"
+# Host names the app answers to besides the address it serves (a DNS name pointed at this
+# machine must be allowed with --allow-host: a page elsewhere cannot rebind one to it).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 # --- the models -----------------------------------------------------------------------------
@@ -165,8 +178,10 @@ class Settings:
 
 @dataclass
 class Job:
-    id: str
+    id: str  # 128 random bits: not guessable
     name: str  # the uploaded file's name, for messages and the download's name
+    owner: str = ""  # the session that uploaded it: only it sees the job
+    finished: float = 0.0  # time.monotonic() when it ended
     state: str = "queued"  # queued | running | done | error
     done: int = 0
     total: int = 0
@@ -208,27 +223,48 @@ def _png_bytes(image: torch.Tensor, alpha: torch.Tensor | None, folder: Path) ->
 
 
 class Worker:
-    """Runs jobs one at a time on a thread; keeps the newest :data:`KEEP_JOBS`."""
+    """Runs jobs one at a time on a thread. Keeps the newest :data:`KEEP_JOBS`, each finished
+    one for :data:`KEEP_SECONDS` at most, and their pictures within :data:`KEEP_BYTES`."""
 
     def __init__(self, library: Library, limits: Limits) -> None:
         self.library, self.limits = library, limits
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastnst-app")
-        self.ids = itertools.count(1)
 
-    def submit(self, model: Model, settings: Settings, upload: Path, name: str) -> Job:
-        job = Job(id=str(next(self.ids)), name=name)
+    def submit(self, model: Model, settings: Settings, upload: Path, name: str, owner: str) -> Job:
+        job = Job(id=secrets.token_urlsafe(16), name=name, owner=owner)
         with self.lock:
             self.jobs[job.id] = job
-            while len(self.jobs) > KEEP_JOBS:
-                self.jobs.popitem(last=False)
+            self._forget_old()
         self.pool.submit(self._run, job, model, settings, upload)
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, owner: str) -> Job | None:
+        """The job, to the session that made it only (to anyone else it does not exist)."""
         with self.lock:
-            return self.jobs.get(job_id)
+            self._forget_old()
+            job = self.jobs.get(job_id)
+        if job is None or not hmac.compare_digest(job.owner.encode(), owner.encode()):
+            return None
+        return job
+
+    def _forget_old(self) -> None:
+        """Drop the oldest jobs beyond KEEP_JOBS, finished ones older than KEEP_SECONDS, and
+        the oldest finished ones while the kept pictures exceed KEEP_BYTES (lock held)."""
+        now = time.monotonic()
+        for job_id, job in list(self.jobs.items()):
+            if job.finished and now - job.finished > KEEP_SECONDS:
+                del self.jobs[job_id]
+        while len(self.jobs) > KEEP_JOBS:
+            self.jobs.popitem(last=False)
+        held = sum(len(j.input_png) + len(j.output_png) for j in self.jobs.values())
+        for job_id, job in list(self.jobs.items()):
+            if held <= KEEP_BYTES:
+                break
+            if job.finished:
+                held -= len(job.input_png) + len(job.output_png)
+                del self.jobs[job_id]
 
     def _fail(self, job: Job, message: str) -> None:
         with job.lock:
@@ -251,6 +287,8 @@ class Worker:
             )
         finally:
             upload.unlink(missing_ok=True)
+            with job.lock:
+                job.finished = time.monotonic()
 
     def _stylize(self, job: Job, model: Model, settings: Settings, upload: Path) -> None:
         with job.lock:
@@ -304,8 +342,74 @@ class Worker:
 # --- the web app ----------------------------------------------------------------------------
 
 
-def create_app(library: Library, limits: Limits) -> Any:
-    """The Starlette application: the page and its JSON API."""
+def host_allowed(host_header: str, allowed: tuple[str, ...], any_address: bool) -> bool:
+    """Whether a request's ``Host`` names this app: a loopback name, the address it serves,
+    a name given with --allow-host, or (listening on every address) an IP address. A foreign
+    name is a page elsewhere that rebound its DNS name to this machine."""
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:7860
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    if host in allowed:
+        return True
+    if any_address:
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def _guard(app: Any, allowed: tuple[str, ...], any_address: bool) -> Any:
+    """ASGI middleware: requests for another host (DNS rebinding) and cross-origin POSTs are
+    refused with 403 and one line on stderr; everything else goes to ``app``."""
+
+    async def guarded(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        problem = None
+        if not host_allowed(host, allowed, any_address):
+            problem = f"a request for host {printable(host, 80)!r}"
+        elif scope["method"] not in ("GET", "HEAD"):
+            origin = headers.get("origin")
+            site = headers.get("sec-fetch-site", "")
+            if (origin is not None and origin.lower() != f"http://{host.lower()}") or (
+                site in ("cross-site", "same-site")
+            ):
+                problem = f"a {scope['method']} from {printable(origin or site, 80)!r}"
+        if problem is None:
+            await app(scope, receive, send)
+            return
+        print(f"fastnst-app: refused {problem} (403)", file=sys.stderr, flush=True)
+        body = b'{"error": "forbidden: this app answers only its own page"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())],
+            }
+        )  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
+
+
+def create_app(
+    library: Library,
+    limits: Limits,
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
+    any_address: bool = False,
+) -> Any:
+    """The Starlette application: the page and its JSON API, behind :func:`_guard`.
+
+    Each browser gets a random session cookie; its uploads and results are its own (another
+    session asking for them gets 404, as for a job that does not exist)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -317,8 +421,23 @@ def create_app(library: Library, limits: Limits) -> Any:
     def error(message: str, status: int = 400) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    async def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(page)
+    def session(request: Request) -> str:
+        return request.cookies.get(SESSION_COOKIE, "")
+
+    def with_session(request: Request, response: Response) -> Response:
+        if not session(request):
+            response.set_cookie(
+                SESSION_COOKIE,
+                request.state.new_session,
+                httponly=True,
+                samesite="strict",
+                path="/",
+            )
+        return response
+
+    async def index(request: Request) -> Response:
+        request.state.new_session = secrets.token_urlsafe(16)
+        return with_session(request, HTMLResponse(page))
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -359,11 +478,14 @@ def create_app(library: Library, limits: Limits) -> Any:
         if received == 0:
             upload.unlink(missing_ok=True)
             return error(f"{name}: the file is empty")
-        job = worker.submit(model, settings, upload, name)
-        return JSONResponse(job.status())
+        request.state.new_session = secrets.token_urlsafe(16)
+        owner = session(request) or request.state.new_session
+        job = worker.submit(model, settings, upload, name, owner)
+        return with_session(request, JSONResponse(job.status()))
 
     def _job(request: Request) -> Job | None:
-        return worker.get(request.path_params["job"])
+        owner = session(request)
+        return worker.get(request.path_params["job"], owner) if owner else None
 
     async def status(request: Request) -> JSONResponse:
         job = _job(request)
@@ -394,7 +516,7 @@ def create_app(library: Library, limits: Limits) -> Any:
             None, lambda: worker.pool.shutdown(cancel_futures=True)
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/models", models),
@@ -404,6 +526,7 @@ def create_app(library: Library, limits: Limits) -> Any:
         ],
         lifespan=lifespan,
     )
+    return _guard(app, tuple(h.lower() for h in allowed_hosts), any_address)
 
 
 def _too_big(name: str, size: int, limits: Limits) -> str:
@@ -439,6 +562,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free one"
     )
     parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the app answers to besides its address and localhost (repeatable; "
+        "requests naming any other host are refused: DNS rebinding)",
+    )
     parser.add_argument("--max-upload-mb", type=int, default=50, help="largest upload (50 MB)")
     parser.add_argument(
         "--max-megapixels",
@@ -533,18 +664,38 @@ def main(argv: list[str] | None = None) -> int:
         tile=args.tile,
         max_memory=args.max_memory,
     )
-    server = make_server(create_app(library, limits))
-    names = ", ".join(m.style for m in library.models.values())
-    print(f"fastnst-app: {len(library.models)} model(s) ({names}) on {device.type}")
-    print(f"fastnst-app: open {url_of(sock)} in a browser (Ctrl-C stops)", flush=True)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(
-            f"fastnst-app: warning: listening on {args.host}: anyone who can reach this "
-            "machine can use the app",
-            file=sys.stderr,
-        )
-    server.run(sockets=[sock])
+    any_address = args.host in ("0.0.0.0", "::", "")
+    allowed = (*LOOPBACK_NAMES, *([] if any_address else [args.host]), *args.allow_host)
+    server = make_server(create_app(library, limits, allowed, any_address))
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        names = ", ".join(m.style for m in library.models.values())
+        print(f"fastnst-app: {len(library.models)} model(s) ({names}) on {device.type}")
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"fastnst-app: warning: listening on {args.host}: anyone who can reach this "
+                "machine can use the app",
+                file=sys.stderr,
+            )
+        print(f"fastnst-app: open {url_of(sock)} in a browser (Ctrl-C stops)", flush=True)
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        print("fastnst-app: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print("fastnst-app: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM, once the server has shut down (uvicorn passes the signal on then)."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 if __name__ == "__main__":

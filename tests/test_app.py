@@ -3,6 +3,7 @@ headless Chromium; its outputs compared with fastnst-stylize's for the same sett
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import socket
 import subprocess
@@ -39,6 +40,7 @@ class Server:
         self.server = app_module.make_server(
             app_module.create_app(library, app_module.Limits(**limits))
         )
+        self.session = self.new_session()
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -50,13 +52,26 @@ class Server:
         self.server.should_exit = True
         self.thread.join(30)
 
-    def request(self, path: str, data: bytes | None = None) -> tuple[int, bytes]:
-        req = urllib.request.Request(self.url + path.lstrip("/"), data=data)
+    def request(
+        self, path: str, data: bytes | None = None, session=None, headers=None
+    ) -> tuple[int, bytes]:
+        """One request, in ``session`` (an opener keeping its cookies: a browser) or this
+        server's own default one."""
+        req = urllib.request.Request(self.url + path.lstrip("/"), data=data, headers=headers or {})
+        opener = session or self.session
         try:
-            with urllib.request.urlopen(req, timeout=60) as reply:
+            with opener.open(req, timeout=60) as reply:
                 return reply.status, reply.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
+
+    @staticmethod
+    def new_session():
+        """A client with its own cookies, never through a proxy (loopback)."""
+        return urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
+            urllib.request.ProxyHandler({}),
+        )
 
     def stylize(self, data: bytes, name: str, **query) -> dict:
         """Upload, wait for the job to end; its last status."""
@@ -172,6 +187,68 @@ def _flat_photo(tmp_path: Path, width: int, height: int) -> bytes:
     path = tmp_path / "flat.png"
     Image.new("RGB", (width, height), (90, 120, 200)).save(path)
     return path.read_bytes()
+
+
+def test_results_belong_to_the_session_that_uploaded_them(server, tmp_path):
+    status = server.stylize(PHOTO.read_bytes(), "victim_private.jpg", size=64)
+    assert status["state"] == "done", status
+    job = status["id"]
+    # 128 random bits (22 URL-safe characters), not a counter.
+    assert len(job) >= 22 and not job.isdigit()
+    other = server.new_session()
+    for path in (f"/api/jobs/{job}", f"/api/jobs/{job}/input.png", f"/api/jobs/{job}/output.png"):
+        assert server.request(path)[0] == 200, path
+        code, body = server.request(path, session=other)
+        assert code == 404 and b"victim" not in body, (path, code)
+    # A client without any cookie sees nothing either.
+    bare = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    assert server.request(f"/api/jobs/{job}/output.png", session=bare)[0] == 404
+
+
+def test_finished_results_are_freed_after_their_time(server, monkeypatch):
+    status = server.stylize(PHOTO.read_bytes(), "old.jpg", size=64)
+    assert server.request(f"/api/jobs/{status['id']}")[0] == 200
+    monkeypatch.setattr(app_module, "KEEP_SECONDS", 0)
+    time.sleep(0.01)
+    assert server.request(f"/api/jobs/{status['id']}")[0] == 404
+
+
+def test_foreign_hosts_and_cross_origin_posts_are_refused(server, capfd):
+    # DNS rebinding: a page elsewhere whose name now points at this machine.
+    code, body = server.request("/", headers={"Host": "evil.example:7860"})
+    assert code == 403 and b"forbidden" in body
+    params = urllib.parse.urlencode({"model": "m0", "name": "x.jpg"})
+    code, _ = server.request(
+        f"/api/stylize?{params}", PHOTO.read_bytes(), headers={"Origin": "http://evil.example"}
+    )
+    assert code == 403
+    code, _ = server.request(
+        f"/api/stylize?{params}", PHOTO.read_bytes(), headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert code == 403
+    err = capfd.readouterr().err
+    assert err.count("fastnst-app: refused") == 3, err
+    # The page's own requests still work: same origin, and the names of this machine.
+    host = server.url.split("//", 1)[1].rstrip("/")
+    origin = {"Origin": f"http://{host}"}
+    status = server.stylize(PHOTO.read_bytes(), "ok.jpg", size=48)
+    assert status["state"] == "done"
+    code, _ = server.request(f"/api/stylize?{params}", PHOTO.read_bytes(), headers=origin)
+    assert code == 200
+    port = host.rsplit(":", 1)[1]
+    assert server.request("/", headers={"Host": f"localhost:{port}"})[0] == 200
+
+
+def test_host_names_the_app_answers_to():
+    allowed = app_module.LOOPBACK_NAMES
+    assert app_module.host_allowed("127.0.0.1:7860", allowed, False)
+    assert app_module.host_allowed("[::1]:7860", allowed, False)
+    assert not app_module.host_allowed("evil.example", allowed, False)
+    assert not app_module.host_allowed("192.168.1.5:7860", allowed, False)
+    # Listening on every address: any IP address, but still no foreign name.
+    assert app_module.host_allowed("192.168.1.5:7860", allowed, True)
+    assert not app_module.host_allowed("evil.example:7860", allowed, True)
+    assert app_module.host_allowed("studio.lan", (*allowed, "studio.lan"), False)
 
 
 def test_finds_models_but_not_resumable_checkpoints(tmp_path):
@@ -372,7 +449,11 @@ def test_in_a_browser_a_multi_style_model_offers_styles_and_a_blend(
         _wait(lambda: browser.find_element(By.ID, "paint").is_enabled())
         browser.find_element(By.ID, "paint").click()
         job = _wait(lambda: browser.execute_script("return document.body.dataset.done"))
-        data = srv.request(f"/api/jobs/{job}/output.png")[1]
+        # The result belongs to the browser's session: ask with its cookie.
+        cookie = browser.get_cookie(app_module.SESSION_COOKIE)["value"]
+        headers = {"Cookie": f"{app_module.SESSION_COOKIE}={cookie}"}
+        bare = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        data = srv.request(f"/api/jobs/{job}/output.png", session=bare, headers=headers)[1]
     finally:
         srv.stop()
     cli = cli_output(
@@ -385,3 +466,25 @@ def test_in_a_browser_a_multi_style_model_offers_styles_and_a_blend(
         "mosaic=0.75,wave=0.25",
     )
     assert torch.equal(png_pixels(data, tmp_path), cli)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"), [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")]
+)
+def test_ctrl_c_and_sigterm_stop_the_app_in_one_line(tiny_checkpoint, sig, code, said):
+    import signal
+
+    app = subprocess.Popen(
+        [sys.executable, "-m", "fastnst.app", str(tiny_checkpoint), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "open http" not in app.stdout.readline():
+            assert time.monotonic() < deadline and app.poll() is None, app.stderr.read()
+        app.send_signal(getattr(signal, sig))
+        _, err = app.communicate(timeout=60)
+    finally:
+        app.kill()
+    assert app.returncode == code, err
+    assert f"fastnst-app: stopped ({said})" in err and "Traceback" not in err, err
