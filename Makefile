@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 stylize: setup
-	$(VENV)/bin/fastnst-stylize $(MODEL) $(PHOTO)
+	$(VENV)/bin/fastnst-stylize $(MODEL) $(PHOTO) -o outputs/stylize/
 
 # Train a small network against the real VGG16 features of $(SHARED)/models for 300 steps at
 # 128 px (minutes on a CPU), then stylize $(SHARED)/data/content into outputs/demo/$(STYLE)/.
