@@ -66,9 +66,10 @@ def _common(checkpoint_dir: Path) -> list[str]:
 
 def public_overrides(
     style: str, checkpoint_dir: Path, photos: Path | None, view: Path | None
-) -> list[str]:
-    """The demo's overrides without the shared folder: fetches what it needs first (painting,
-    photos, VGG16 weights), so that an offline machine fails in one line before any work."""
+) -> tuple[list[str], Path]:
+    """The demo's overrides without the shared folder, and the photos to view: fetches what
+    it needs first (painting, photos, VGG16 weights), so that an offline machine fails in one
+    line before any work."""
     from fastnst.cli import CONF_DIR
     from fastnst.coco import download_sample
     from fastnst.download import cache_dir, style_image_path
@@ -90,13 +91,14 @@ def public_overrides(
     photos = photos or download_sample(coco, "train2017", TRAIN_PHOTOS)
     view = view or download_sample(coco, "val2017", VIEW_PHOTOS)
     imagenet_weights_file("vgg16")
-    return [
+    settings = [
         f"style={style}",
         f"data.root={photos}",
         f"data.val_root={view}",
         *_common(checkpoint_dir),
         "loss.vgg_weights=imagenet",
     ]
+    return settings, view
 
 
 def train_demo(settings: list[str], run_dir: Path) -> Path:
@@ -144,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             where = shared / "data" / "styles" / f"{args.style}.jpg"
             print(f"No {where}: fetching the demo's painting, photos and VGG16 weights instead")
-            settings = public_overrides(args.style, checkpoint_dir, photos, view)
-            view = Path(next(s for s in settings if s.startswith("data.val_root="))[14:])
+            settings, view = public_overrides(args.style, checkpoint_dir, photos, view)
         checkpoint = train_demo(settings + args.overrides, run_dir)
     except FastnstError as exc:
         hint = (

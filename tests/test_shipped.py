@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from quality import loss_from_checkpoint  # scripts/, on sys.path through conftest
 
 from fastnst import shipped
 from fastnst.app import default_model_paths, find_models
@@ -13,7 +14,6 @@ from fastnst.checkpoint import RELEASE_KEYS, load_with_metadata, write_release
 from fastnst.errors import CheckpointError
 from fastnst.export import main as export_main
 from fastnst.images import load_image
-from fastnst.losses import PerceptualLoss
 from fastnst.stylize import main as stylize_main
 
 from .conftest import CONTENT, SHARED_MODELS_VGG16, STYLES, run_console
@@ -110,10 +110,10 @@ def test_each_shipped_model_paints_a_held_out_photo(name, tmp_path):
     result = run_console(stylize_main, [name, photo, "-o", out, "--size", "256"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     _, meta = load_with_metadata(SHIPPED[name])
-    hparams = torch.load(SHIPPED[name], map_location="cpu", weights_only=True)["hyper_parameters"]
-    settings = {**hparams["loss"], "vgg_weights": str(SHARED_MODELS_VGG16)}
-    painting = load_image(STYLES / meta["release"]["painting"], hparams["style"]["size"])
-    loss = PerceptualLoss(painting, style_weight=hparams["style"]["weight"], **settings).eval()
+    # The model's own training loss, rebuilt as scripts/quality.py measures it.
+    loss, _ = loss_from_checkpoint(
+        SHIPPED[name], STYLES / meta["release"]["painting"], SHARED_MODELS_VGG16
+    )
     content = load_image(photo, 256).unsqueeze(0)
     stylized = load_image(out).unsqueeze(0)
     assert stylized.shape == content.shape
