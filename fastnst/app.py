@@ -58,6 +58,16 @@ SESSION_COOKIE = "fastnst_session"
 # Host names the app answers to besides the address it serves (a DNS name pointed at this
 # machine must be allowed with --allow-host: a page elsewhere cannot rebind one to it).
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+# Under load: at most this many photos are being received, waiting or painted at once (more
+# are answered 503 "busy"); an upload that sends nothing for UPLOAD_IDLE_SECONDS, or is not
+# complete after UPLOAD_SECONDS, is dropped (408); beyond MAX_CONNECTIONS open connections the
+# server itself answers 503. Memory: uploads stream to temporary files (at most
+# max_queue x max_upload_bytes on disk), one photo is painted at a time, and the kept results
+# stay within KEEP_BYTES.
+MAX_QUEUE = 8
+UPLOAD_IDLE_SECONDS = 30.0
+UPLOAD_SECONDS = 300.0
+MAX_CONNECTIONS = 128
 
 
 # --- the models -----------------------------------------------------------------------------
@@ -211,6 +221,7 @@ class Job:
 class Limits:
     max_upload_bytes: int = 50 * 2**20
     max_pixels: int = 40_000_000
+    max_queue: int = MAX_QUEUE
     tile: int | None = None
     max_memory: int | None = None
 
@@ -224,15 +235,33 @@ def _png_bytes(image: torch.Tensor, alpha: torch.Tensor | None, folder: Path) ->
 
 class Worker:
     """Runs jobs one at a time on a thread. Keeps the newest :data:`KEEP_JOBS`, each finished
-    one for :data:`KEEP_SECONDS` at most, and their pictures within :data:`KEEP_BYTES`."""
+    one for :data:`KEEP_SECONDS` at most, and their pictures within :data:`KEEP_BYTES`.
+
+    A photo takes one of ``limits.max_queue`` places from the start of its upload until it is
+    painted (or refused): :meth:`reserve` before reading the upload, then :meth:`submit` or
+    :meth:`release`."""
 
     def __init__(self, library: Library, limits: Limits) -> None:
         self.library, self.limits = library, limits
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
+        self.busy = 0  # places taken: uploads being received, jobs waiting or running
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastnst-app")
 
+    def reserve(self) -> bool:
+        """Take a place for one photo; False when all ``max_queue`` are taken."""
+        with self.lock:
+            if self.busy >= self.limits.max_queue:
+                return False
+            self.busy += 1
+            return True
+
+    def release(self) -> None:
+        with self.lock:
+            self.busy -= 1
+
     def submit(self, model: Model, settings: Settings, upload: Path, name: str, owner: str) -> Job:
+        """Queue a photo whose place was reserved; the place is given back when it ends."""
         job = Job(id=secrets.token_urlsafe(16), name=name, owner=owner)
         with self.lock:
             self.jobs[job.id] = job
@@ -289,6 +318,7 @@ class Worker:
             upload.unlink(missing_ok=True)
             with job.lock:
                 job.finished = time.monotonic()
+            self.release()
 
     def _stylize(self, job: Job, model: Model, settings: Settings, upload: Path) -> None:
         with job.lock:
@@ -461,27 +491,63 @@ def create_app(
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
             return error(_too_big(name, int(declared), limits), 413)
+        if not worker.reserve():
+            print(f"fastnst-app: busy, refused {name!r} (503)", file=sys.stderr, flush=True)
+            reply = error(
+                f"{name}: the app is busy ({limits.max_queue} photos are being received or "
+                "painted); try again in a moment",
+                503,
+            )
+            reply.headers["Retry-After"] = "10"
+            return reply
+        queued = False
+        try:
+            upload, problem = await receive(request, name)
+            if problem is not None:
+                return problem
+            request.state.new_session = secrets.token_urlsafe(16)
+            owner = session(request) or request.state.new_session
+            job = worker.submit(model, settings, upload, name, owner)
+            queued = True
+        finally:
+            if not queued:
+                worker.release()
+        return with_session(request, JSONResponse(job.status()))
+
+    async def receive(request: Request, name: str) -> tuple[Path, JSONResponse | None]:
+        """Stream the upload to a temporary file, within the size and time limits: the file,
+        or a refusal (the file then removed)."""
         handle = tempfile.NamedTemporaryFile(prefix="fastnst-upload-", delete=False)
         upload = Path(handle.name)
         received = 0
+        chunks = request.stream().__aiter__()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UPLOAD_SECONDS
+        problem = None
         try:
             with handle:
-                async for chunk in request.stream():
+                while True:
+                    wait = min(UPLOAD_IDLE_SECONDS, deadline - loop.time())
+                    try:
+                        chunk = await asyncio.wait_for(chunks.__anext__(), max(wait, 0.001))
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        problem = error(f"{name}: the upload stalled or took too long", 408)
+                        break
                     received += len(chunk)
                     if received > limits.max_upload_bytes:
-                        upload.unlink(missing_ok=True)
-                        return error(_too_big(name, received, limits), 413)
+                        problem = error(_too_big(name, received, limits), 413)
+                        break
                     handle.write(chunk)
-        except Exception:  # the browser went away mid-upload
+        except BaseException:  # the browser went away mid-upload
             upload.unlink(missing_ok=True)
             raise
-        if received == 0:
+        if problem is None and received == 0:
+            problem = error(f"{name}: the file is empty")
+        if problem is not None:
             upload.unlink(missing_ok=True)
-            return error(f"{name}: the file is empty")
-        request.state.new_session = secrets.token_urlsafe(16)
-        owner = session(request) or request.state.new_session
-        job = worker.submit(model, settings, upload, name, owner)
-        return with_session(request, JSONResponse(job.status()))
+        return upload, problem
 
     def _job(request: Request) -> Job | None:
         owner = session(request)
@@ -526,7 +592,9 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    return _guard(app, tuple(h.lower() for h in allowed_hosts), any_address)
+    guarded = _guard(app, tuple(h.lower() for h in allowed_hosts), any_address)
+    guarded.worker = worker  # for tests and benchmarks: the jobs it holds
+    return guarded
 
 
 def _too_big(name: str, size: int, limits: Limits) -> str:
@@ -577,12 +645,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=40,
         help="largest image to stylize, after --size (40 MP)",
     )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=MAX_QUEUE,
+        help=f"photos being received, waiting or painted at once; more are refused with 503 "
+        f"busy ({MAX_QUEUE})",
+    )
     add_tiling_options(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be within 0..65535, got {args.port}")
-    if args.max_upload_mb < 1 or args.max_megapixels < 1:
-        parser.error("--max-upload-mb and --max-megapixels must be at least 1")
+    if args.max_upload_mb < 1 or args.max_megapixels < 1 or args.max_queue < 1:
+        parser.error("--max-upload-mb, --max-megapixels and --max-queue must be at least 1")
     check_tiling_options(parser, args)
     return args
 
@@ -611,7 +686,13 @@ def url_of(sock: socket.socket) -> str:
 def make_server(app: Any) -> Any:
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        limit_concurrency=MAX_CONNECTIONS,
+    )
     return uvicorn.Server(config)
 
 
@@ -661,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(
         max_upload_bytes=args.max_upload_mb * 2**20,
         max_pixels=args.max_megapixels * 1_000_000,
+        max_queue=args.max_queue,
         tile=args.tile,
         max_memory=args.max_memory,
     )

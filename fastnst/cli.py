@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastnst.errors import ConfigError, FastnstError
+from fastnst.errors import ConfigError, FastnstError, Stopped
 
 
 def _conf_dir() -> Path:
@@ -68,20 +70,40 @@ def run_job(job: Callable[[Any, Path], object], cfg: Any) -> None:
 
     A :class:`FastnstError` (a problem the user can fix) becomes one ``error:`` line on
     stderr and exit status 2 for a bad setting, 1 otherwise; ``HYDRA_FULL_ERROR=1`` shows its
-    traceback. Any other exception is a bug and propagates with its traceback.
+    traceback. Ctrl-C and SIGTERM end the job with one line and 130 / 143 (training handles
+    them itself once it runs: see :class:`fastnst.monitoring.CleanStop`). Any other exception
+    is a bug and propagates with its traceback.
     """
     from hydra.core.hydra_config import HydraConfig
 
     hydra = HydraConfig.get()
     out_dir = Path(hydra.runtime.output_dir)
+    log_name = f"{hydra.job.name}.log"
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Stopped("stopped (SIGTERM)", 143)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminated) if main_thread else None
     try:
         job(cfg, out_dir)
+    except Stopped as exc:
+        _remove_if_unused(out_dir, log_name)
+        print(exc, file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _remove_if_unused(out_dir, log_name)
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
     except FastnstError as exc:
-        _remove_if_unused(out_dir, f"{hydra.job.name}.log")
+        _remove_if_unused(out_dir, log_name)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2 if isinstance(exc, ConfigError) else 1)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _remove_if_unused(out_dir: Path, log_name: str) -> None:

@@ -54,6 +54,15 @@ class InputError(FastnstError):
     """One input of ``fastnst-stylize`` cannot be done; the message names it."""
 
 
+class Stopped(FastnstError):
+    """The user stopped the job (Ctrl-C, SIGTERM): the message says what was kept; the process
+    exits with ``exit_code`` (the shell's 128 + signal number: 130, 143)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class NonFiniteLossError(FastnstError):
     """The training loss became NaN or infinite; the message names the step."""
 

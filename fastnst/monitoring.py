@@ -1,18 +1,25 @@
 """What a training run shows while it runs: one progress bar toward ``max_steps`` with its ETA
 and images/s, a projection of the total time once the first steps are timed, and a
-TensorBoard run that opens on the loss curves."""
+TensorBoard run that opens on the loss curves; and how it stops when asked to."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from fastnst.files import written_atomically
 
 # Steps timed before the projection is printed (the first step, with its warm-up, excluded).
 PROJECT_AFTER = 10
@@ -172,3 +179,64 @@ class RunLogger(TensorBoardLogger):
                 for term in [*terms, "style_input"]
             }
         self.experiment.add_custom_scalars(layout)
+
+
+class CleanStop(Callback):
+    """Ctrl-C or SIGTERM ends a run at the end of the step in progress, not inside it: the
+    run's resumable state is written to ``last.ckpt`` (atomically) and training stops, so
+    ``resume=last`` goes on from exactly there. A second Ctrl-C stops at once (the step in
+    progress is lost; files being written are never left half-written by this module).
+
+    ``signal`` holds the signal that stopped the run (None otherwise)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning installed its own SIGTERM handler (which would end the run without
+        # saving it); restored at the end of training.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._asked_to_stop)
+
+    def _asked_to_stop(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            self._restore()
+            raise KeyboardInterrupt
+        self.signal = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(
+            f"\n{name}: stopping after this step and saving it (Ctrl-C again: stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        stop = self.signal is not None
+        if trainer.world_size > 1:  # every rank stops at the same step
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        self.signal = self.signal or signal.SIGTERM
+        folder = Path(trainer.checkpoint_callback.dirpath)
+        writing = (
+            written_atomically(folder / "last.ckpt")
+            if trainer.is_global_zero
+            else contextlib.nullcontext(folder / "last.ckpt.other-rank")
+        )
+        with writing as partial:
+            trainer.save_checkpoint(partial, weights_only=False)
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}

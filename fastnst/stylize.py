@@ -344,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     """SIGTERM (a stopped job, a closed terminal) ends a run as Ctrl-C does: partial files
     removed, a line saying what was written."""
 
+    terminated = False
+
     def interrupt(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
         raise KeyboardInterrupt
 
     try:
@@ -352,9 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread (called as a library): leave signals alone
         return _main(argv)
     try:
-        return _main(argv)
+        code = _main(argv)
+    except KeyboardInterrupt:  # before the first photo: nothing written
+        print(
+            f"fastnst-stylize: stopped ({'SIGTERM' if terminated else 'Ctrl-C'})",
+            file=sys.stderr,
+        )
+        code = 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+    # The shell's convention: 128 + the signal's number (SIGINT 2, SIGTERM 15).
+    return 143 if code == 130 and terminated else code
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -453,7 +465,7 @@ def _main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             bar.close()
             print(
-                f"fastnst-stylize: interrupted after {run.written} file(s); "
+                f"fastnst-stylize: stopped after {run.written} file(s); "
                 "run again with --skip-existing to do the rest",
                 file=sys.stderr,
             )

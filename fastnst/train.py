@@ -6,6 +6,7 @@ Config groups live in ``conf/`` (style, data, model, loss, trainer); see the REA
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -26,6 +27,7 @@ from fastnst.devices import training_precision
 from fastnst.errors import (
     ConfigError,
     NonFiniteLossError,
+    Stopped,
     check_number,
     first_line,
     require,
@@ -33,7 +35,7 @@ from fastnst.errors import (
 )
 from fastnst.files import check_writable_folder, written_atomically
 from fastnst.module import StyleTransferModule
-from fastnst.monitoring import ProjectedTime, RunLogger, StepProgressBar
+from fastnst.monitoring import CleanStop, ProjectedTime, RunLogger, StepProgressBar
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -184,7 +186,7 @@ def build(
         save_top_k=cfg.checkpoint_keep,
     )
     logger = RunLogger(save_dir=str(out_dir), name="tensorboard", version="")
-    callbacks: list[pl.Callback] = [checkpoints, ProjectedTime()]
+    callbacks: list[pl.Callback] = [checkpoints, ProjectedTime(), CleanStop()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar())
     settings = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -335,13 +337,24 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
 
 def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
     name = run_name(cfg)
+    last = Path(cfg.checkpoint_dir) / name / "last.ckpt"
+    stop = next(c for c in trainer.callbacks if isinstance(c, CleanStop))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     except NonFiniteLossError as exc:
-        last = Path(cfg.checkpoint_dir) / name / "last.ckpt"
         where = f"; the last good checkpoint is {last} (resume=last)" if last.is_file() else ""
         raise NonFiniteLossError(f"{exc}{where}") from None
-    if trainer.interrupted:
+    except SystemExit:
+        # Lightning ends fit with SystemExit on a second Ctrl-C (the step in progress is lost)
+        # and on a SIGTERM before the first step.
+        sigterm = trainer.received_sigterm or stop.signal == signal.SIGTERM
+        kept = f"; resume=last goes on from {last}" if last.is_file() else "; nothing was saved"
+        raise Stopped(
+            f"stopped at once at step {trainer.global_step} ({'SIGTERM' if sigterm else 'Ctrl-C'})"
+            f"{kept}",
+            143 if sigterm else 130,
+        ) from None
+    if stop.signal is not None:
         final = Path(cfg.checkpoint_dir) / name / "interrupted.ckpt"
     else:
         final = Path(cfg.checkpoint_dir) / f"{name}.ckpt"
@@ -357,7 +370,7 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
         files = datamodule.skipped_files()
         shown = ", ".join(str(p) for p in files[:5]) + (", ..." if len(files) > 5 else "")
         print(f"Skipped {skipped} unreadable image file(s): {shown}")
-    state = "Interrupted at" if trainer.interrupted else "Trained"
+    state = "Stopped at" if stop.signal is not None else "Trained"
     print(f"{state} step {trainer.global_step}. Model: {final}")
     print(f"TensorBoard logs: {out_dir / 'tensorboard'}  ({commands.tensorboard(out_dir)})")
     if module.multi:
@@ -369,6 +382,13 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
     else:
         stylize = commands.stylize(final.resolve(), "photo.jpg", "-o", f"photo_{name}.jpg")
         print(f"Stylize a photo: {stylize}")
+    if stop.signal is not None:
+        said = "Ctrl-C" if stop.signal == signal.SIGINT else "SIGTERM"
+        raise Stopped(
+            f"stopped at step {trainer.global_step} ({said}); go on with the same command and "
+            f"resume=last (from {last})",
+            130 if stop.signal == signal.SIGINT else 143,
+        )
     return final
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -211,6 +213,132 @@ def test_finished_results_are_freed_after_their_time(server, monkeypatch):
     monkeypatch.setattr(app_module, "KEEP_SECONDS", 0)
     time.sleep(0.01)
     assert server.request(f"/api/jobs/{status['id']}")[0] == 404
+
+
+def _slow_upload(url: str, name: str) -> socket.socket:
+    """A POST that declares 100 kB and sends 10 bytes of it, then nothing: a slow client."""
+    host = urllib.parse.urlsplit(url).netloc
+    sock = socket.create_connection((host.split(":")[0], int(host.split(":")[1])), timeout=60)
+    head = (
+        f"POST /api/stylize?model=m0&name={name} HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"0123456789")
+    return sock
+
+
+def _wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_a_full_queue_answers_503_and_stalled_uploads_are_dropped(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(app_module, "UPLOAD_IDLE_SECONDS", 2.0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are spooled
+    srv = Server([tiny_checkpoint], max_queue=4)
+    worker = srv.server.config.app.worker
+    slow = []
+    try:
+        slow = [_slow_upload(srv.url, f"slow{i}.jpg") for i in range(4)]
+        _wait_for(lambda: worker.busy == 4)
+        refused = srv.stylize(PHOTO.read_bytes(), "fifth.jpg", size=64)
+        assert refused["code"] == 503 and "busy" in refused["error"], refused
+        assert "fifth.jpg" in refused["error"]
+        # The page and the API answer while every place is taken.
+        assert srv.request("/")[0] == 200 and srv.request("/api/models")[0] == 200
+        # The stalled uploads are dropped (408), their places and files freed.
+        for sock in slow:
+            assert b" 408 " in sock.recv(4096).split(b"\r\n")[0]
+        _wait_for(lambda: worker.busy == 0)
+        assert not list(tmp_path.glob("fastnst-upload-*"))
+        assert srv.stylize(PHOTO.read_bytes(), "later.jpg", size=64)["state"] == "done"
+    finally:
+        for sock in slow:
+            sock.close()
+        srv.stop()
+    assert not list(tmp_path.glob("fastnst-upload-*"))
+
+
+def test_twenty_parallel_uploads_are_painted_or_told_busy(tiny_checkpoint):
+    srv = Server([tiny_checkpoint], max_queue=8)
+    photo = PHOTO.read_bytes()
+    results: list[dict] = []
+
+    def one(i: int) -> None:
+        client = Server.new_session()
+        params = urllib.parse.urlencode({"model": "m0", "name": f"p{i}.jpg", "size": 96})
+        code, body = srv.request(f"/api/stylize?{params}", photo, session=client)
+        reply = json.loads(body)
+        while code == 200 and reply["state"] not in ("done", "error"):
+            time.sleep(0.05)
+            code, body = srv.request(f"/api/jobs/{reply['id']}", session=client)
+            reply = json.loads(body)
+        results.append({"code": code, **reply})
+
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        page = srv.request("/")[0]  # while the twenty are in flight
+        for thread in threads:
+            thread.join(300)
+        worker = srv.server.config.app.worker
+        assert worker.busy == 0
+    finally:
+        srv.stop()
+    assert page == 200
+    assert len(results) == 20
+    done = [r for r in results if r["code"] == 200]
+    busy = [r for r in results if r["code"] == 503]
+    assert len(done) + len(busy) == 20, results
+    assert done and all(r["state"] == "done" for r in done), results
+    assert all("busy" in r["error"] for r in busy)
+
+
+def _rss() -> int:
+    """This process's resident memory now, in bytes (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+# The stated bound: 50 uploads hold at most this much more memory than 5: the kept results
+# (KEEP_BYTES, 16 MB in this test) plus the allocator's slack (measured here: -3 to +63 MB).
+# The 50 results of this test kept all would hold 150 MB more than 5 (noise does not compress:
+# 3.4 MB a job); with the limits switched off RSS grew by 168 MB.
+RSS_GROWTH_BOUND = 100 * 2**20
+
+
+def test_memory_after_50_uploads_stays_near_that_after_5(tiny_checkpoint, tmp_path, monkeypatch):
+    import gc
+
+    monkeypatch.setattr(app_module, "KEEP_BYTES", 16 * 2**20)
+    noise = tmp_path / "noise.png"
+    Image.fromarray(torch.randint(0, 256, (768, 768, 3), dtype=torch.uint8).numpy()).save(noise)
+    photo = noise.read_bytes()
+    srv = Server([tiny_checkpoint])
+    try:
+        for i in range(5):
+            assert srv.stylize(photo, f"p{i}.png")["state"] == "done"
+        gc.collect()
+        after_5 = _rss()
+        for i in range(5, 50):
+            assert srv.stylize(photo, f"p{i}.png")["state"] == "done"
+        gc.collect()
+        after_50 = _rss()
+        jobs = srv.server.config.app.worker.jobs.values()
+        kept = sum(len(job.input_png) + len(job.output_png) for job in jobs)
+    finally:
+        srv.stop()
+    print(
+        f"RSS after 5 uploads {after_5 / 2**20:.0f} MB, after 50 {after_50 / 2**20:.0f} MB; "
+        f"results kept {kept / 2**20:.1f} MB"
+    )
+    assert kept <= app_module.KEEP_BYTES
+    assert after_50 - after_5 < RSS_GROWTH_BOUND, (after_5, after_50)
 
 
 def test_foreign_hosts_and_cross_origin_posts_are_refused(server, capfd):

@@ -287,7 +287,7 @@ def test_an_animated_gif_says_only_its_first_frame_is_done(tiny_checkpoint, tmp_
     assert (tmp_path / "out.png").is_file()
 
 
-def test_sigterm_ends_a_batch_like_ctrl_c(tiny_checkpoint, tmp_path):
+def test_sigterm_ends_a_batch_like_ctrl_c_with_143(tiny_checkpoint, tmp_path):
     import signal
     import subprocess
     import time
@@ -307,8 +307,9 @@ def test_sigterm_ends_a_batch_like_ctrl_c(tiny_checkpoint, tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr[-2000:]
-    assert "interrupted after" in stderr and "--skip-existing" in stderr
+    assert process.returncode == 143, stderr[-2000:]
+    assert "stopped after" in stderr and "--skip-existing" in stderr
+    assert "Traceback" not in stderr
     assert not [p for p in out.iterdir() if "partial" in p.name]
 
 

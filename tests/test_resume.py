@@ -97,3 +97,45 @@ def test_resume_last_without_a_checkpoint_is_a_usage_error(tmp_path, monkeypatch
     )
     assert status == 2 and "Traceback" not in stderr
     assert "no checkpoint" in stderr and "last.ckpt" in stderr
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"), [("SIGINT", 130, "Ctrl-C"), ("SIGTERM", 143, "SIGTERM")]
+)
+def test_ctrl_c_and_sigterm_stop_at_a_step_that_resumes(tmp_path, capsys, sig, code, said):
+    # No periodic checkpoint: what resume=last finds is what the stop saved.
+    command = _command(tmp_path, "stopped", "trainer.max_steps=100000", "checkpoint_every=100000")
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "s/step over steps" not in run.stdout.readline():  # printed at step 11
+            assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+        run.send_signal(getattr(signal, sig))
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == code, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    stopped = [line for line in err.splitlines() if line.startswith("stopped at step")]
+    assert len(stopped) == 1 and f"({said})" in stopped[0] and "resume=last" in stopped[0], err
+    step = int(stopped[0].split()[3])
+    folder = tmp_path / "stopped" / "starry_night"
+    assert sorted(p.name for p in folder.iterdir()) == ["interrupted.ckpt", "last.ckpt"]
+    assert (
+        torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+        == step
+    )
+    assert not (tmp_path / "stopped" / "starry_night.ckpt").exists()
+    # The stopped network is a model like any other, and the run goes on from its step.
+    from fastnst.checkpoint import load_network
+
+    load_network(folder / "interrupted.ckpt")
+    capsys.readouterr()
+    more = [o for o in command[3:] if "hydra." not in o and "max_steps" not in o]
+    cfg = compose_config([*more, f"trainer.max_steps={step + 2}", "resume=last",
+                          "resume_changes=accept"])  # fmt: skip
+    from fastnst.train import train
+
+    final = train(cfg, tmp_path / "resumed_run")
+    assert "Resuming from" in capsys.readouterr().out
+    assert torch.load(final, map_location="cpu", weights_only=True)["global_step"] == step + 2
