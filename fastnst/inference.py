@@ -12,6 +12,7 @@ copy and cross-faded tiles. :class:`Stylizer` chooses.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -89,6 +90,10 @@ class StyleChoice:
     mix: torch.Tensor | None
 
 
+# A blend of more styles than this is labelled blend<N>-<digest> instead of listing them.
+BLEND_LABEL_PARTS = 4
+
+
 def parse_styles(text: str | None, names: list[str]) -> list[StyleChoice]:
     """``--style`` against the styles a network holds (``names``, in its mix order):
     ``NAME``, a blend ``NAME=W,NAME=W`` (weights >= 0, divided by their sum), or ``all``
@@ -127,13 +132,21 @@ def parse_styles(text: str | None, names: list[str]) -> list[StyleChoice]:
         if weight < 0:
             raise ValueError(f"--style: weights must be 0 or more, got {name}={value.strip()}")
         weights[name] = weight
-    total = sum(weights.values())
-    if total <= 0:
+    largest = max(weights.values())
+    if largest <= 0:
         raise ValueError("--style: the weights add up to 0; give at least one a weight above 0")
+    # Divided by the largest first: weights near the float limit (1e308) add up to inf.
+    weights = {name: w / largest for name, w in weights.items()}
+    total = sum(weights.values())
     mix = torch.tensor([weights.get(name, 0.0) / total for name in names])
     used = {name: w for name, w in weights.items() if w > 0}
-    label = "+".join(f"{name}{round(100 * w / total)}" for name, w in used.items())
-    label = next(iter(used)) if len(used) == 1 else label
+    if len(used) == 1:
+        label = next(iter(used))
+    elif len(used) <= BLEND_LABEL_PARTS:
+        label = "+".join(f"{name}{round(100 * w / total)}" for name, w in used.items())
+    else:  # a file name cannot list them all: the count and a digest of the mix
+        digest = hashlib.sha256(repr(sorted(used.items())).encode()).hexdigest()[:8]
+        label = f"blend{len(used)}-{digest}"
     return [StyleChoice(label, mix if len(names) > 1 else None)]
 
 

@@ -10,8 +10,66 @@ from pathlib import Path
 
 import torch
 
+from fastnst.commands import printable
 from fastnst.errors import CheckpointError, first_line
 from fastnst.transformer import TransformerNet
+
+# Far above any network fastnst builds (the default one exports to 7 MB): a bigger file is not
+# one of its exports, and is not parsed.
+MAX_ONNX_BYTES = 256 * 2**20
+
+
+def check_onnx_file(path: Path) -> None:
+    """Refuse, before onnxruntime reads it, an .onnx file that is too big, that refers to
+    external data files (fastnst exports are one file; an external path could name any file
+    on the machine) or that declares a tensor bigger than the file can hold.
+
+    Raises:
+        CheckpointError: one line saying which.
+    """
+    size = path.stat().st_size
+    if size > MAX_ONNX_BYTES:
+        raise CheckpointError(
+            f"{path}: {size / 2**20:.0f} MB is far larger than any fastnst export "
+            f"(at most {MAX_ONNX_BYTES / 2**20:.0f} MB); not loaded"
+        )
+    try:
+        import onnx
+    except ImportError:  # onnxruntime alone: it makes the same checks in recent releases
+        return
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise CheckpointError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
+    for tensor in _tensors(model.graph):
+        where = f"{path}: tensor {printable(tensor.name, 80)!r}"
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+            raise CheckpointError(
+                f"{where} refers to data in another file (fastnst exports are one file); not loaded"
+            )
+        count = 1
+        for dim in tensor.dims:
+            count *= max(int(dim), 0)
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        if count * itemsize > size:
+            raise CheckpointError(
+                f"{where} declares {count * itemsize / 2**20:.0f} MB in a file of "
+                f"{size / 2**20:.1f} MB: damaged or crafted; not loaded"
+            )
+
+
+def _tensors(graph) -> Iterator:
+    """Every tensor stored in a graph: initializers and constants, in subgraphs too."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for sub in attribute.graphs:
+                yield from _tensors(sub)
 
 
 class OnnxNetwork:
@@ -27,6 +85,7 @@ class OnnxNetwork:
             ) from None
         if not path.is_file():
             raise CheckpointError(f"{path}: no such file")
+        check_onnx_file(path)
         providers = ["CPUExecutionProvider"]
         if torch.device(device).type == "cuda":
             providers.insert(0, "CUDAExecutionProvider")

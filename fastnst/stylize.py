@@ -33,7 +33,13 @@ from fastnst.images import (
     load_image_with_alpha,
     save_image,
 )
-from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
+from fastnst.inference import (
+    StyleChoice,
+    Stylizer,
+    add_tiling_options,
+    check_tiling_options,
+    parse_styles,
+)
 from fastnst.shipped import model_path
 from fastnst.transformer import TransformerNet
 
@@ -76,15 +82,32 @@ def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path | None]], li
     return found, errors
 
 
+def file_labels(choices: list[StyleChoice]) -> list[str]:
+    """The style part of each choice's output names: its label made safe, and distinct (two
+    style names that differ only in characters a file name cannot hold, or beyond its
+    length, would otherwise write one file twice)."""
+    labels: list[str] = []
+    for choice in choices:
+        label = base = safe_name(choice.label)
+        n = 1
+        while label in labels:
+            n += 1
+            label = f"{base}-{n}"
+        labels.append(label)
+    return labels
+
+
 def plan_outputs(
     found: list[tuple[Path, Path | None]],
     output: Path | None,
     style: str,
     ext: str | None,
+    taken: dict[Path, Path] | None = None,
 ) -> tuple[list[Job], list[str]]:
     """Where each result goes: ``-o`` is the file for a single input with an extension, else a
     folder (default: the current one) that receives ``<stem>_<style><ext>``, keeping the
-    subfolders of an input folder."""
+    subfolders of an input folder. ``taken``: the destinations already planned by this run
+    (shared between the calls for several styles)."""
     if output is not None and len(found) == 1 and output.suffix and not output.is_dir():
         # Resolved: "missing/../photo.jpg" is photo.jpg, and is checked as such.
         return [Job(found[0][0], output.resolve())], []
@@ -92,7 +115,8 @@ def plan_outputs(
         raise InputError(f"-o {output}: is a file; several inputs need a folder")
     folder = output if output is not None else Path.cwd()
     style = safe_name(style)  # text from the checkpoint: never a path
-    jobs, errors, taken = [], [], {}
+    jobs, errors = [], []
+    taken = {} if taken is None else taken
     for src, root in found:
         sub = src.parent.relative_to(root) if root is not None else Path()
         suffix = ext if ext is not None else src.suffix or ".png"
@@ -403,7 +427,8 @@ def _main(argv: list[str] | None = None) -> int:
         return 2
     if meta:
         what, random_features = trained_against(meta)
-        held = f"{len(names)} styles ({', '.join(names)})" if len(names) > 1 else f"style {style}"
+        shown = ", ".join(names[:10]) + (f", ... {len(names) - 10} more" if len(names) > 10 else "")
+        held = f"{len(names)} styles ({shown})" if len(names) > 1 else f"style {style}"
         print(f"{args.checkpoint.name}: {held}, {what}")
         if random_features:
             print(
@@ -441,9 +466,10 @@ def _main(argv: list[str] | None = None) -> int:
     found, errors = expand_inputs(args.inputs)
     # One batch of jobs per style choice; outputs are named after the choice's label.
     batches: list[tuple[Stylizer, list[Job]]] = []
+    taken: dict[Path, Path] = {}
     try:
-        for choice, stylizer in zip(choices, stylizers, strict=True):
-            jobs, plan_errors = plan_outputs(found, args.output, choice.label, args.ext)
+        for label, stylizer in zip(file_labels(choices), stylizers, strict=True):
+            jobs, plan_errors = plan_outputs(found, args.output, label, args.ext, taken)
             batches.append((stylizer, jobs))
             errors += plan_errors
     except InputError as exc:

@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from fastnst import commands
 from fastnst.cli import CONF_DIR, expand_paths, run_job
@@ -25,6 +26,7 @@ from fastnst.commands import printable
 from fastnst.data import ContentDataModule
 from fastnst.devices import training_precision
 from fastnst.errors import (
+    CheckpointError,
     ConfigError,
     NonFiniteLossError,
     Stopped,
@@ -200,8 +202,19 @@ def build(
         default_root_dir=str(out_dir),
         logger=logger,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
     )
     return module, datamodule, trainer
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each file beside its place and renaming it
+    there when complete: a full disk (or a kill) mid-write leaves the previous ``last.ckpt``
+    whole instead of truncating it (Lightning's own writer opens the file for writing first)."""
+
+    def save_checkpoint(self, checkpoint: dict, path: Any, storage_options: Any = None) -> None:
+        with written_atomically(path) as partial:
+            super().save_checkpoint(checkpoint, partial, storage_options)
 
 
 def save_final(trainer: pl.Trainer, path: Path) -> None:
@@ -305,6 +318,9 @@ def owning(folder: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
+        with suppress(OSError):  # a run that failed before its first file leaves no folder
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _alive(pid: int) -> bool:
@@ -344,6 +360,18 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
     except NonFiniteLossError as exc:
         where = f"; the last good checkpoint is {last} (resume=last)" if last.is_file() else ""
         raise NonFiniteLossError(f"{exc}{where}") from None
+    except OSError as exc:  # a checkpoint that could not be written: a full disk, a quota
+        steps = sorted(last.parent.glob("step*.ckpt"))
+        if last.is_file():
+            where = f"; the last complete checkpoint is {last} (resume=last, once there is room)"
+        elif steps:
+            where = f"; the last complete checkpoint is {steps[-1]} (resume={steps[-1]})"
+        else:
+            where = ""
+        raise CheckpointError(
+            f"could not write a checkpoint in {last.parent} "
+            f"({exc.strerror or first_line(exc)}){where}"
+        ) from None
     except SystemExit:
         # Lightning ends fit with SystemExit on a second Ctrl-C (the step in progress is lost)
         # and on a SIGTERM before the first step.

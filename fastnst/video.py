@@ -48,10 +48,10 @@ class VideoReport:
         )
         if self.frames < 2:
             return f"{about}; flicker: not measured (it compares consecutive frames)"
-        ratio = self.flicker_output / self.flicker_input if self.flicker_input else float("nan")
+        ratio = f" ({self.flicker_output / self.flicker_input:.2f}x)" if self.flicker_input else ""
         return (
             f"{about}; flicker (mean change between consecutive frames, 8-bit levels): input "
-            f"{self.flicker_input:.2f}, output {self.flicker_output:.2f} ({ratio:.2f}x)"
+            f"{self.flicker_input:.2f}, output {self.flicker_output:.2f}{ratio}"
         )
 
 
@@ -98,7 +98,8 @@ def stylize_video(
     try:
         container = av.open(str(src))
     except (av.error.FFmpegError, OSError) as exc:
-        raise InputError(f"{src}: not a readable video ({exc})") from None
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(f"{src}: not a readable video ({reason})") from None
     try:
         with written_atomically(dst) as partial, container, av.open(str(partial), "w") as out:
             if not container.streams.video:
@@ -156,6 +157,15 @@ def stylize_video(
                 for decoded in packet.decode():
                     image = torch.from_numpy(decoded.to_ndarray(format="rgb24"))
                     image = image.permute(2, 0, 1).float().div_(255)
+                    # A phone's portrait clip is stored sideways with a display rotation the
+                    # players apply; the output has none, so its frames are turned upright
+                    # here (and the network sees the picture the right way up).
+                    turns = round(decoded.rotation / 90) % 4
+                    if turns:
+                        image = torch.rot90(image, turns, dims=(1, 2))
+                        if done == 0 and not frames and turns % 2:
+                            width, height = height, width
+                            vout.width, vout.height = width, height
                     if image.shape[-2:] != (height, width):
                         image = F.interpolate(
                             image[None], size=(height, width), mode="bicubic", antialias=True

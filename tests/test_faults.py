@@ -212,3 +212,41 @@ def test_malicious_checkpoint_does_not_execute(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "not a fastnst checkpoint" in result.stderr
     assert not marker.exists(), "loading the checkpoint ran code"
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_complete_one(tmp_path, monkeypatch, capsys):
+    """ENOSPC while last.ckpt is rewritten at step 4 (Lightning writes step0000002.ckpt,
+    last.ckpt, step0000004.ckpt, then last.ckpt again): one line, exit 1, and last.ckpt is
+    still step 2's (Lightning's own writer would have truncated it), no partial file beside."""
+    import errno
+
+    from fastnst import train as train_module
+
+    saves = []
+    write = train_module.TorchCheckpointIO.save_checkpoint
+
+    def full_after_one(self, checkpoint, path, storage_options=None):
+        saves.append(checkpoint["global_step"])
+        if len(saves) == 4:
+            Path(path).write_bytes(b"half a checkpoint")  # what a full disk leaves
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(train_module.TorchCheckpointIO, "save_checkpoint", full_after_one)
+    status, stderr = run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
+         "model=small", "data.image_size=32", "data.batch_size=2", "data.val_count=2",
+         "data.num_workers=0", "trainer.max_steps=6", "checkpoint_every=2",
+         "trainer.enable_progress_bar=false", f"checkpoint_dir={tmp_path / 'ck'}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert status == 1, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], stderr
+    folder = tmp_path / "ck" / "starry_night"
+    assert "resume=last" in errors[0] and str(folder / "last.ckpt") in errors[0]
+    ckpt = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saves == [2, 2, 4, 4] and ckpt["global_step"] == 2
+    assert not [p.name for p in folder.iterdir() if "partial" in p.name or p.name == ".lock"]

@@ -456,3 +456,264 @@ def test_a_style_image_too_small_for_style_size_null_is_one_line(tmp_path, monke
     assert status == 2 and "Traceback" not in stderr
     error = next(line for line in stderr.splitlines() if line.startswith("error:"))
     assert "style.image is 12x9 px" in error and "style.size" in error
+
+
+# --- 7. round 3: style strings, ONNX files, videos, training folders, full disks --------------
+
+
+def test_blend_weights_at_the_float_limit_are_divided_without_overflow():
+    from fastnst.inference import parse_styles
+
+    names = ["starry_night", "wave", "mosaic"]
+    (choice,) = parse_styles("starry_night=1e308,wave=1e308", names)
+    assert torch.allclose(choice.mix, torch.tensor([0.5, 0.5, 0.0]))
+    assert choice.label == "starry_night50+wave50"
+    (tiny,) = parse_styles("starry_night=1e-320,wave=0", names)  # subnormal: still that style
+    assert tiny.label == "starry_night" and torch.equal(tiny.mix, torch.tensor([1.0, 0, 0]))
+    for bad in ("starry_night=inf", "wave=nan", "wave=-1e308", "wave=1e309"):
+        with pytest.raises(ValueError, match="--style"):
+            parse_styles(bad, names)
+
+
+def test_a_blend_of_a_thousand_styles_gets_a_short_distinct_label():
+    from fastnst.inference import parse_styles
+
+    names = [f"s{i}" for i in range(1000)]
+    (even,) = parse_styles(",".join(f"{n}=1" for n in names), names)
+    (other,) = parse_styles(",".join(f"{n}={1 + (i == 3)}" for i, n in enumerate(names)), names)
+    assert torch.allclose(even.mix, torch.full((1000,), 1e-3))
+    assert even.label.startswith("blend1000-") and len(even.label) < 30
+    assert other.label != even.label
+
+
+def _renamed_styles(multi_checkpoint, tmp_path, names):
+    ckpt = torch.load(multi_checkpoint, map_location="cpu", weights_only=True)
+    ckpt["fastnst"]["styles"] = names
+    path = tmp_path / "renamed.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_style_names_that_collide_as_file_names_write_one_file_each(multi_checkpoint, tmp_path):
+    ckpt = _renamed_styles(multi_checkpoint, tmp_path, ["a/b", "a:b", "a b"])
+    out = tmp_path / "out"
+    result = run_console(
+        stylize_main, [ckpt, PHOTO, "--style", "all", "--size", 48, "-o", out, "--ext", ".png"]
+    )
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["sailboat_a_b-2.png", "sailboat_a_b-3.png", "sailboat_a_b.png"]
+    pictures = [_pixels(out / name) for name in written]
+    assert not torch.equal(pictures[0], pictures[1])  # three styles, not one file thrice
+
+
+def _pixels(path):
+    from fastnst.images import load_image
+
+    return load_image(path)
+
+
+def _wave_onnx(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is part of the dev set-up")
+    from fastnst.export import main as export_main
+
+    path = tmp_path / "tiny.onnx"
+    assert export_main([str(tiny_checkpoint), "-o", str(path)]) == 0
+    return path
+
+
+def test_an_onnx_file_with_external_data_is_refused_before_it_is_read(tiny_checkpoint, tmp_path):
+    import onnx
+
+    model = onnx.load(str(_wave_onnx(tiny_checkpoint, tmp_path)))
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "/etc/passwd"), ("offset", "0"), ("length", "4096")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    crafted = tmp_path / "external.onnx"
+    onnx.save(model, str(crafted))
+    result = run_console(stylize_main, [crafted, PHOTO, "-o", tmp_path / "out.png"])
+    _one_line(result, "external.onnx", "refers to data in another file")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_an_onnx_file_declaring_a_huge_tensor_is_refused(tiny_checkpoint, tmp_path):
+    import onnx
+
+    model = onnx.load(str(_wave_onnx(tiny_checkpoint, tmp_path)))
+    tensor = model.graph.initializer[0]
+    del tensor.dims[:]
+    tensor.dims.extend([100_000, 100_000, 10])  # 400 GB declared, a few kB of data
+    crafted = tmp_path / "huge.onnx"
+    onnx.save(model, str(crafted))
+    result = run_console(stylize_main, [crafted, PHOTO, "-o", tmp_path / "out.png"])
+    _one_line(result, "huge.onnx", "declares 381470 MB")
+
+
+def _rotated(src, dst, degrees_clockwise: int = 90) -> None:
+    """``src`` (an MP4) with its track's display matrix set to turn it 90 degrees clockwise,
+    as a phone stores a portrait clip (the frames stay landscape in the file)."""
+    import struct
+
+    assert degrees_clockwise == 90
+    data = bytearray(src.read_bytes())
+    at = data.find(b"tkhd")
+    version = data[at + 4]
+    # tkhd: version+flags, times and ids (20 or 32 bytes), reserved 8, layer, group, volume,
+    # reserved (2 each), then the 3x3 matrix in 16.16 / 2.30 fixed point.
+    matrix_at = at + 8 + (20 if version == 0 else 32) + 16
+    data[matrix_at : matrix_at + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    dst.write_bytes(bytes(data))
+
+
+def test_a_phone_portrait_video_comes_out_upright(tiny_checkpoint, tmp_path):
+    av = pytest.importorskip("av", reason="PyAV is part of the dev set-up")
+    import numpy as np
+
+    plain = tmp_path / "plain.mp4"
+    with av.open(str(plain), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            rgb = np.zeros((48, 64, 3), np.uint8)
+            rgb[:12] = 255  # a white band along the top of the stored frame
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    portrait = tmp_path / "portrait.mp4"
+    _rotated(plain, portrait)
+    with av.open(str(portrait)) as clip:
+        assert next(clip.decode(video=0)).rotation == -90  # players turn it clockwise
+    out = tmp_path / "out"
+    result = run_console(stylize_main, [tiny_checkpoint, portrait, "--strength", "0", "-o", out])
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out / "portrait_starry_night.mp4")) as clip:
+        frame = next(clip.decode(video=0))
+        rgb = frame.to_ndarray(format="rgb24").astype(float)
+    assert frame.rotation == 0 and rgb.shape == (64, 48, 3)  # upright: portrait
+    # Turned clockwise, the stored frame's top is on the right.
+    assert rgb[:, -8:].mean() > 200 and rgb[:, :8].mean() < 60
+
+
+@pytest.mark.parametrize("kind", ["audio only", "no frames", "10-bit"])
+def test_odd_videos_are_one_line_or_stylized(tiny_checkpoint, tmp_path, kind):
+    av = pytest.importorskip("av", reason="PyAV is part of the dev set-up")
+    import numpy as np
+
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as out:
+        if kind == "audio only":
+            sound = out.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+            for start in range(0, 8192, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+                )
+                chunk.sample_rate, chunk.pts = 16000, start
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+        else:
+            video = out.add_stream("libx264", rate=10)
+            video.width, video.height = 64, 48
+            video.pix_fmt = "yuv420p10le" if kind == "10-bit" else "yuv420p"
+            out.start_encoding()
+            for i in range(3 if kind == "10-bit" else 0):
+                rgb = np.full((48, 64, 3), 40 * i + 60, np.uint8)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                    format=video.pix_fmt
+                )
+                frame.pts = i
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+    out = tmp_path / "out"
+    result = run_console(stylize_main, [tiny_checkpoint, clip, "-o", out])
+    if kind == "10-bit":
+        assert result.returncode == 0, result.stderr
+        assert "3 frames, 64x48" in result.stdout
+        return
+    _one_line(result, "clip.mkv")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _train_on(folder, tmp_path, monkeypatch, capsys, *extra):
+    return run_hydra_cli(
+        [f"style.image={STARRY_NIGHT}", f"data.root={folder}", "loss.vgg_weights=random",
+         "model=small", "data.image_size=32", "data.batch_size=2", "data.val_count=1",
+         "data.num_workers=0", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+         f"checkpoint_dir={tmp_path / 'ck'}", f"hydra.run.dir={tmp_path / 'run'}", *extra],
+        monkeypatch, capsys,
+    )  # fmt: skip
+
+
+def test_a_training_folder_with_one_readable_photo_is_one_line_and_leaves_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(sorted(COCO_TRAIN.glob("*.jpg"))[0], photos / "good.jpg")
+    (photos / "junk.jpg").write_bytes(b"not a photo")
+    (photos / "cut.jpg").write_bytes((photos / "good.jpg").read_bytes()[:3000])
+    status, stderr = _train_on(photos, tmp_path, monkeypatch, capsys)
+    assert status == 1 and "Traceback" not in stderr, stderr
+    assert "could be read" in stderr.splitlines()[-1]
+    # No empty checkpoint folder is left (the run's log, naming the skipped files, is).
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").rglob("*"))
+
+
+def test_one_pixel_photos_train(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):
+        Image.new("RGB", (1, 1), (60 * i, 90, 200)).save(photos / f"dot{i}.png")
+    status, stderr = _train_on(photos, tmp_path, monkeypatch, capsys)
+    assert status == 0, stderr
+    assert (tmp_path / "ck" / "starry_night.ckpt").is_file()
+
+
+def test_a_painting_that_declares_20000_by_20000_pixels_is_one_line(tmp_path, monkeypatch, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    painting = tmp_path / "huge.png"
+    painting.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 99))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+    status, stderr = _train_on(COCO_TRAIN, tmp_path, monkeypatch, capsys, f"style.image={painting}")
+    assert status == 1 and "Traceback" not in stderr, stderr
+    assert "huge.png" in stderr.splitlines()[-1]
+    assert not (tmp_path / "ck").exists() or not any((tmp_path / "ck").rglob("*"))
+
+
+def test_a_full_disk_while_writing_outputs_is_a_line_per_file_and_no_partial_file(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    import errno
+
+    from PIL import Image
+
+    def full(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"half a picture")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    photos = sorted(COCO_TRAIN.glob("*.jpg"))[:2]
+    out = tmp_path / "out"
+    result = run_console(stylize_main, [tiny_checkpoint, *photos, "--size", 48, "-o", out])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 2 and all("No space left on device" in e for e in errors), errors
+    assert not list(out.iterdir())  # neither a half file nor a partial one
