@@ -1,6 +1,6 @@
 """Train a style network: ``python -m fastnst.train style=starry_night``.
 
-Config groups live in ``conf/`` (style, data, model, loss, trainer); see the README.
+Config groups live in ``conf/`` (style, data, model, loss, trainer); see docs/configuration.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's screenshot of fastnst-app: the app on a free loopback port, a photo painted in
+"""The screenshot of fastnst-app in docs/app.md: the app on a free loopback port, a photo painted in
 headless Chromium (Debian's chromium and chromium-driver), the window saved as a JPEG.
 
     python scripts/app_screenshot.py                       # docs/app.jpg

@@ -1,7 +1,7 @@
 """One network of several styles against one network per style: held-out losses and pictures.
 
     python scripts/multistyle_report.py MULTI.ckpt --single DIR [--added ADDED.ckpt]
-        [--added-run RUN --single-run RUN] [--figures docs/multistyle]
+        [--added-run RUN --single-run RUN] [--figures docs/experiments/multistyle]
 
 For every style of ``MULTI.ckpt`` that has a single-style network ``DIR/<style>.ckpt``, both
 networks stylize the held-out photos (../shared/data/content and coco/val2017, never trained

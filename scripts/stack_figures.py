@@ -1,5 +1,5 @@
 """Stack result images (e.g. the ``final.png`` grids of compare_taps.py runs) into one labelled
-JPEG for the README.
+JPEG for the docs.
 
     python scripts/stack_figures.py outputs/real/taps/*/final.png \\
         --title "photo | ReLU taps | conv taps" --out docs/experiments/taps.jpg
