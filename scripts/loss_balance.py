@@ -11,8 +11,8 @@ the style and content terms at the end, how far the style term fell, and the sha
 term in the final total. A balanced setting lowers the style term by a clear factor while the
 content term stays of the same order (neither term wins outright). Writes ``balance.csv``,
 ``summary.md``, the final images (``<network>_<weights>_<formulation>.png``) and ``grid.png``
-(the photo, then each run's image in table order) to ``--out``; ``--figure docs/experiments/loss_balance.jpg``
-writes the grid there too.
+(the photo, then each run's image in table order) to ``--out``;
+``--figure docs/experiments/loss_balance.jpg`` writes the grid there too.
 """
 
 from __future__ import annotations

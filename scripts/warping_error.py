@@ -2,7 +2,8 @@
 motion is known exactly.
 
     python scripts/warping_error.py checkpoints/demo/starry_night.ckpt
-    python scripts/warping_error.py plain.ckpt stable.ckpt --gif docs/experiments/video_stability.gif
+    python scripts/warping_error.py plain.ckpt stable.ckpt \
+        --gif docs/experiments/video_stability.gif
 
 Each clip moves a held-out photo (``../shared/data/content`` and ``coco/val2017``, never
 trained on) by the same small motion from frame to frame: a sub-pixel shift, a shift of a few
