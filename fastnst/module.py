@@ -14,30 +14,18 @@ import torch
 from torchvision.utils import make_grid
 
 from fastnst import checkpoint as ckpt_format
-from fastnst.download import style_image_path
 from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
-from fastnst.images import load_painting
-from fastnst.losses import PerceptualLoss, sum_of_terms
+from fastnst.losses import sum_of_terms
 from fastnst.monitoring import RunLogger
 from fastnst.motion import MotionRange, stability_term
+from fastnst.style_loss import check_style, style_loss
 from fastnst.transformer import TransformerNet
-from fastnst.vgg import MIN_IMAGE_SIZE
 
 GRID_IMAGES = 8
 LR_SCHEDULES = ("constant", "cosine")
 # The temporal group's settings (conf/config.yaml): the stability term is off at weight 0.
 TEMPORAL_DEFAULTS = {"weight": 0.0, "shift": 2.0, "rotate": 1.0, "zoom": 0.02, "noise": 0.02}
 # The style group's settings a caller may leave out (conf/style/*.yaml has them all).
-STYLE_DEFAULTS = {
-    "name": "style",
-    "image": None,
-    "url": None,
-    "sha256": None,
-    "size": 512,
-    "weight": 3.0,
-    "scales": None,
-}
-
 # The frozen VGG stays in eval mode on purpose; Lightning would warn about it at every fit.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 # fastnst's sampler resumes mid-epoch itself (data.ResumableSampler); Lightning cannot tell.
@@ -114,7 +102,7 @@ class StyleTransferModule(pl.LightningModule):
         super().__init__()
         styles = [style] if isinstance(style, Mapping | str | Path) else list(style)
         require(len(styles) > 0, "styles", "is an empty list")
-        styles = [{**STYLE_DEFAULTS, **_as_style(s)} for s in styles]
+        styles = [check_style(_as_style(s)) for s in styles]
         names = [str(s["name"]) for s in styles]
         repeated = sorted({n for n in names if names.count(n) > 1})
         require(not repeated, "styles", f"name a style twice: {', '.join(repeated)}")
@@ -171,10 +159,6 @@ class StyleTransferModule(pl.LightningModule):
         self.style_names = base_names + names
         self.trained_styles = names
         check_number(lr, "lr", 0, strict=True)
-        for one in styles:
-            if one["size"] is not None:
-                check_number(one["size"], "style.size", MIN_IMAGE_SIZE, integer=True)
-            check_number(one["weight"], "style.weight", 0)
         if base_net is not None:
             self.net = base_net.train()
             self.net.add_styles(len(names))
@@ -182,17 +166,8 @@ class StyleTransferModule(pl.LightningModule):
         else:
             with settings_of("model"):
                 self.net = TransformerNet(**(model or {}))
-        with settings_of("loss", renamed={"style_weight": "style.weight"}):
-            self.loss = PerceptualLoss(style_weight=styles[0]["weight"], **(loss or {}))
         # Every setting is checked; now the paintings (maybe downloads) and the VGG.
-        with settings_of("style", renamed={"style_image": "style.image"}):
-            paintings = [
-                load_painting(style_image_path(one), one["size"], one["scales"]) for one in styles
-            ]
-            if self.multi:
-                self.loss.set_styles(paintings, [one["weight"] for one in styles])
-            else:
-                self.loss.set_style(paintings[0])
+        self.loss = style_loss(styles, loss)
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
         self._input_style: dict[int, torch.Tensor] = {}

@@ -25,11 +25,11 @@ from tqdm import tqdm
 from fastnst import commands
 from fastnst.cli import CONF_DIR, expand_paths, run_job
 from fastnst.devices import pick_device
-from fastnst.download import style_image_path
-from fastnst.errors import ConfigError, check_number, require, settings_of
+from fastnst.errors import ConfigError, check_number, require
 from fastnst.files import check_writable_folder
-from fastnst.images import image_format, load_image, load_painting, save_image
+from fastnst.images import image_format, load_image, save_image
 from fastnst.losses import PerceptualLoss
+from fastnst.style_loss import style_loss
 from fastnst.vgg import MIN_IMAGE_SIZE
 
 OPTIMIZERS = ("adam", "lbfgs")
@@ -194,19 +194,8 @@ def _run(cfg: DictConfig, out_dir: Path) -> Path:
     content_path = Path(cfg.content).expanduser()
     content = load_image(content_path, cfg.size).unsqueeze(0)
     device = pick_device()
-    if cfg.style.size is not None:
-        check_number(cfg.style.size, "style.size", MIN_IMAGE_SIZE, integer=True)
-    with settings_of("loss", renamed={"style_weight": "style.weight"}):
-        loss = PerceptualLoss(
-            style_weight=cfg.style.weight, **OmegaConf.to_container(cfg.loss, resolve=True)
-        )
-    # Every setting is checked; now the painting (maybe a download) and the VGG.
-    with settings_of("style", renamed={"style_image": "style.image"}):
-        style_path = style_image_path(cfg.style)
-        scales = cfg.style.get("scales")
-        scales = None if scales is None else OmegaConf.to_container(scales)
-        loss.set_style(load_painting(style_path, cfg.style.size, scales))
-    loss = loss.to(device)
+    style = OmegaConf.to_container(cfg.style, resolve=True)
+    loss = style_loss([style], OmegaConf.to_container(cfg.loss, resolve=True)).to(device)
 
     output = (
         Path(cfg.output) if cfg.output else out_dir / f"{content_path.stem}_{cfg.style.name}.png"

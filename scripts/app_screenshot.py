@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import torch
+from common import REPO
+from common import SHARED_DATA as SHARED
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from fastnst import app  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
+from fastnst import app
 
 
 def start_chromium(

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import SHARED_DATA as SHARED  # noqa: E402
 
 from fastnst.devices import DEVICES, pick_device
 from fastnst.losses import PerceptualLoss
 from fastnst.transformer import TransformerNet
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, sync=lambda: None) -> dict:

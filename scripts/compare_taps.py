@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 
 import torch
+from common import SHARED_DATA as SHARED  # noqa: E402
 from torchvision.utils import make_grid
 
 from fastnst.images import load_image, save_image
 from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # name -> (arms, yardsticks); each a list of (label, PerceptualLoss keyword overrides).
 COMPARISONS = {

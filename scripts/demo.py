@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from common import SHARED  # noqa: E402
+
 # The downloads without the shared folder: this many COCO photos to train on, to look at.
 TRAIN_PHOTOS, VIEW_PHOTOS = 128, 5
 

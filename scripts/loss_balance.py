@@ -22,6 +22,7 @@ import csv
 from pathlib import Path
 
 import torch
+from common import SHARED  # noqa: E402
 from torchvision.utils import make_grid
 
 from fastnst.errors import VGGWeightsError
@@ -29,7 +30,6 @@ from fastnst.images import load_image, save_image
 from fastnst.losses import PerceptualLoss
 from fastnst.optimize import optimize_image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 FORMULATIONS = {"normalised": (True, 3.0), "origin": (False, 1e5)}
 
 

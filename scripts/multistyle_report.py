@@ -22,33 +22,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
+from common import CONTENT, HELD_OUT
 
 from fastnst.checkpoint import load_with_metadata, style_names
 from fastnst.download import style_image_path
-from fastnst.images import find_images, load_image
-from fastnst.losses import PerceptualLoss
+from fastnst.images import load_image
+from fastnst.style_loss import (
+    checkpoint_loss,
+    checkpoint_settings,
+    held_out_photos,
+    mean_scores,
+    score_photos,
+)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-HELD_OUT = [SHARED / "content", SHARED / "coco" / "val2017"]
 GRID_PHOTOS = ["chicago.jpg", "tubingen.jpg", "000000000139.jpg"]
-
-
-def style_settings(path: Path) -> tuple[dict[str, dict], dict]:
-    """The style-group settings of each style a checkpoint trained, by name, and its loss
-    settings."""
-    hparams: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)[
-        "hyper_parameters"
-    ]
-    styles = hparams["style"] if isinstance(hparams["style"], list) else [hparams["style"]]
-    return {s["name"]: s for s in styles}, hparams.get("loss") or {}
-
-
-def loss_for(style: dict, loss_settings: dict) -> PerceptualLoss:
-    painting = load_image(style_image_path(style), style["size"])
-    return PerceptualLoss(painting, style_weight=style["weight"], **loss_settings).eval()
 
 
 def mix(names: list[str], weights: dict[str, float]) -> torch.Tensor | None:
@@ -57,30 +46,24 @@ def mix(names: list[str], weights: dict[str, float]) -> torch.Tensor | None:
     return torch.tensor([weights.get(n, 0.0) for n in names])
 
 
-@torch.inference_mode()
-def held_out(net, style_mix: torch.Tensor | None, loss: PerceptualLoss, size: int) -> dict:
+def held_out(net, style_mix: torch.Tensor | None, loss, size: int) -> dict:
     """Mean (weighted) style and content terms of the network's outputs on HELD_OUT."""
-    photos = [p for folder in HELD_OUT for p in find_images(folder)]
-    sums = {"style": 0.0, "content": 0.0}
-    for photo in photos:
-        image = load_image(photo, size)[None]
-        terms = loss(net(image, style_mix), image)
-        for key in sums:
-            sums[key] += terms[key].item()
-    return {k: v / len(photos) for k, v in sums.items()}
+    rows = score_photos(lambda x: net(x, style_mix), loss, held_out_photos(HELD_OUT), size)
+    means = mean_scores(rows)
+    return {"style": means["style"], "content": means["content"]}
 
 
 def compare(multi: Path, single_dir: Path, size: int, only: list[str] | None = None) -> list[dict]:
     net, meta = load_with_metadata(multi)
     names = style_names(meta)
-    trained, loss_settings = style_settings(multi)
+    trained = {s["name"] for s in checkpoint_settings(multi)[0]}
     rows = []
     for name in only or names:
         single_path = single_dir / f"{name}.ckpt"
         if name not in trained or not single_path.is_file():
             print(f"{name}: no {single_path}, or not trained by {multi.name}; left out")
             continue
-        loss = loss_for(trained[name], loss_settings)
+        loss, _ = checkpoint_loss(multi, style=name)
         single, _ = load_with_metadata(single_path)
         s = held_out(single, None, loss, size)
         m = held_out(net, mix(names, {name: 1.0}), loss, size)
@@ -166,11 +149,8 @@ def grid_figure(multi: Path, single_dir: Path, out: Path, cell: int = 160) -> No
 
     net, meta = load_with_metadata(multi)
     names = [n for n in style_names(meta) if (single_dir / f"{n}.ckpt").is_file()]
-    trained, _ = style_settings(multi)
-    photos = [
-        next(p for folder in HELD_OUT for p in find_images(folder) if p.name == name)
-        for name in GRID_PHOTOS
-    ]
+    trained = {s["name"]: s for s in checkpoint_settings(multi)[0]}
+    photos = [next(p for p in held_out_photos(HELD_OUT) if p.name == name) for name in GRID_PHOTOS]
     singles = {name: load_with_metadata(single_dir / f"{name}.ckpt")[0] for name in names}
     white = torch.ones(3, cell, cell)
     cells = [white]  # header: the paintings, each over its two columns
@@ -196,7 +176,7 @@ def blend_figure(multi: Path, out: Path, photo: str = "chicago.jpg", size: int =
     net, meta = load_with_metadata(multi)
     names = style_names(meta)
     first, second = names[0], names[1]
-    image = load_image(SHARED / "content" / photo, size)[None]
+    image = load_image(CONTENT / photo, size)[None]
     cells = []
     for w in (0.0, 0.25, 0.5, 0.75, 1.0):
         cells.append(net(image, mix(names, {first: 1 - w, second: w}))[0])

@@ -15,15 +15,14 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from common import VGG16_WEIGHTS as SHARED_VGG16  # noqa: E402
 
 from fastnst.devices import cpu_bf16_units
 from fastnst.losses import PerceptualLoss
 from fastnst.transformer import TransformerNet
 
-SHARED_VGG16 = Path(__file__).resolve().parents[2] / "shared" / "models" / "vgg16_features.pth"
 SETTINGS = {
     "small network, 128 px": ({"base_channels": 16, "num_residual_blocks": 3}, 128),
     "default network, 256 px": ({}, 256),

@@ -26,55 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import HELD_OUT
 
 from fastnst.checkpoint import load_network
-from fastnst.download import style_image_path
 from fastnst.errors import FastnstError
-from fastnst.images import find_images, load_image
-from fastnst.losses import PerceptualLoss
+from fastnst.images import load_image
 from fastnst.optimize import optimize_image
 from fastnst.shipped import model_path
+from fastnst.style_loss import checkpoint_loss, checkpoint_settings, held_out_photos, score_photos
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEFAULT_PHOTOS = [SHARED / "content", SHARED / "coco" / "val2017"]
 OPTIMIZERS = ("adam", "lbfgs")
-
-
-def loss_from_checkpoint(
-    path: Path, style: Path | None = None, vgg_weights: Path | None = None
-) -> tuple[PerceptualLoss, dict]:
-    """The training loss of a fastnst checkpoint, rebuilt from its hyper-parameters (the
-    painting and the VGG weights file from ``style`` and ``vgg_weights`` where given: a
-    shipped model records only their file names)."""
-    hparams: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)[
-        "hyper_parameters"
-    ]
-    if "style" not in hparams:  # checkpoints written before the module took the style group
-        hparams["style"] = {
-            "name": hparams["style_name"],
-            "image": hparams["style_image"],
-            "size": hparams["style_size"],
-            "weight": hparams["style_weight"],
-        }
-    settings = hparams["style"]
-    if style is not None:
-        painting = style
-    else:
-        try:
-            painting = style_image_path(settings)
-        except FastnstError as exc:
-            raise SystemExit(
-                f"error: the checkpoint's painting: {exc}; give it with --style"
-            ) from None
-    loss_settings = dict(hparams.get("loss") or {})
-    if vgg_weights is not None:
-        loss_settings["vgg_weights"] = str(vgg_weights)
-    loss = PerceptualLoss(
-        load_image(painting, settings["size"]),
-        style_weight=settings["weight"],
-        **loss_settings,
-    )
-    return loss.eval(), hparams
 
 
 def time_forward(
@@ -93,7 +54,7 @@ def time_forward(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a .ckpt or a shipped model's name")
-    parser.add_argument("--photos", type=Path, nargs="+", default=DEFAULT_PHOTOS)
+    parser.add_argument("--photos", type=Path, nargs="+", default=HELD_OUT)
     parser.add_argument("--max-photos", type=int, default=None, help="per folder")
     parser.add_argument("--size", type=int, default=256, help="long side of the photos (px)")
     parser.add_argument("--style", type=Path, default=None, help="the painting, if moved")
@@ -116,29 +77,30 @@ def main(argv: list[str] | None = None) -> None:
             "networks "
             "(scripts/multistyle_report.py compares multi-style ones)"
         )
-    loss, hparams = loss_from_checkpoint(args.checkpoint, args.style, args.vgg_weights)
-    photos: list[Path] = []
-    for folder in args.photos:
-        found = find_images(folder) if folder.is_dir() else [folder]
-        photos += found[: args.max_photos]
+    try:
+        loss, style = checkpoint_loss(
+            args.checkpoint, painting=args.style, vgg_weights=args.vgg_weights
+        )
+    except FastnstError as exc:
+        raise SystemExit(f"error: {exc} (a moved painting: --style FILE)") from None
+    photos = held_out_photos(args.photos, args.max_photos)
     limits = {"adam": args.adam_steps, "lbfgs": args.lbfgs_steps}
 
     rows: list[dict[str, Any]] = []
     for photo in photos:
         content = load_image(photo, args.size).unsqueeze(0)
         stylized, net_seconds = time_forward(net, content)
-        with torch.no_grad():
-            net_terms = {k: v.item() for k, v in loss(stylized, content).items()}
-            photo_style = loss(content, content)["style"].item()
+        (scores,) = score_photos(lambda _photo, out=stylized: out, loss, [photo], args.size)
         row: dict[str, Any] = {
             "photo": photo.name,
             "size": "x".join(str(s) for s in content.shape[-2:]),
-            "photo_style": photo_style,
-            "net_style": net_terms["style"],
-            "net_content": net_terms["content"],
-            "net_total": net_terms["total"],
+            "photo_style": scores["photo_style"],
+            "net_style": scores["style"],
+            "net_content": scores["content"],
+            "net_total": scores["total"],
             "net_seconds": net_seconds,
         }
+        net_terms = {"total": scores["total"]}
         for optimizer in OPTIMIZERS:
             result = optimize_image(
                 loss,
@@ -166,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarise(args, style_name, hparams, rows)
+    summary = summarise(args, style_name, style, loss_settings(args.checkpoint), rows)
     (args.out / "summary.md").write_text(summary)
     print(summary)
 
@@ -179,8 +141,11 @@ def _steps_median(values: list[Any]) -> str:
     return f"{median:g}" + (f" ({capped} of {len(values)} did not reach it)" if capped else "")
 
 
-def summarise(args, style_name: str, hparams: dict, rows: list[dict]) -> str:
-    loss = hparams.get("loss") or {}
+def loss_settings(path: Path) -> dict:
+    return checkpoint_settings(path)[1]
+
+
+def summarise(args, style_name: str, style: dict, loss: dict, rows: list[dict]) -> str:
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k.endswith(
         ("_style", "_content", "_total", "_seconds"))}  # fmt: skip
     net_s = med["net_seconds"]
@@ -189,7 +154,7 @@ def summarise(args, style_name: str, hparams: dict, rows: list[dict]) -> str:
         "",
         f"{len(rows)} held-out photos at {args.size} px (long side); loss: "
         f"{loss.get('network', 'vgg19')} ({loss.get('vgg_weights')}), style weight "
-        f"{hparams['style']['weight']:g}, normalised {loss.get('normalize', False)}. "
+        f"{style['weight']:g}, normalised {loss.get('normalize', False)}. "
         f"Medians over photos; {torch.get_num_threads()} CPU threads.",
         "",
         "| | style | content | total | steps to reach the network's total | s / image |",

@@ -22,7 +22,7 @@ from fastnst.checkpoint import load_network, write_release
 from fastnst.images import find_images, load_image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from common import SHARED  # noqa: E402
 
 # The public-domain paintings of ../shared/data/styles that ship, with what SOURCES.md says.
 PAINTINGS = {

@@ -29,19 +29,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import SHARED
 from PIL import Image, ImageDraw, ImageFont
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO))
-
-from fastnst.images import find_images, load_image, load_painting, save_image  # noqa: E402
-from fastnst.losses import relative_sq_error  # noqa: E402
+from fastnst.images import find_images, load_image, save_image
+from fastnst.losses import relative_sq_error
 
 DEFAULT_PHOTOS = [
     SHARED / "data" / "content" / "tubingen.jpg",
@@ -70,15 +66,10 @@ def build_loss(cfg, style_path: Path):
     """The loss exactly as ``python -m fastnst.optimize`` builds it from ``cfg``."""
     from omegaconf import OmegaConf
 
-    from fastnst.losses import PerceptualLoss
+    from fastnst.style_loss import style_loss
 
-    loss = PerceptualLoss(
-        style_weight=cfg.style.weight, **OmegaConf.to_container(cfg.loss, resolve=True)
-    )
-    scales = cfg.style.get("scales")
-    scales = None if scales is None else OmegaConf.to_container(scales)
-    loss.set_style(load_painting(style_path, cfg.style.size, scales))
-    return loss
+    style = OmegaConf.to_container(cfg.style, resolve=True)
+    return style_loss([style], OmegaConf.to_container(cfg.loss, resolve=True), [style_path])
 
 
 @torch.no_grad()

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common import SHARED_DATA as SHARED  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,25 +23,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from common import COCO_VAL, CONTENT, HELD_OUT
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO))
-
-from fastnst.checkpoint import load_any  # noqa: E402
-from fastnst.images import load_image  # noqa: E402
-from fastnst.motion import affine, masked_mse, warp  # noqa: E402
+from fastnst.checkpoint import load_any
+from fastnst.images import load_image
+from fastnst.motion import affine, masked_mse, warp
+from fastnst.style_loss import checkpoint_loss, held_out_photos, mean_scores, score_photos
 
 DEFAULT_PHOTOS = [
-    SHARED / "content" / "chicago.jpg",
-    SHARED / "content" / "tubingen.jpg",
-    SHARED / "coco" / "val2017" / "000000000724.jpg",
-    SHARED / "coco" / "val2017" / "000000087038.jpg",
+    CONTENT / "chicago.jpg",
+    CONTENT / "tubingen.jpg",
+    COCO_VAL / "000000000724.jpg",
+    COCO_VAL / "000000087038.jpg",
 ]
 
 
@@ -181,24 +178,12 @@ def main(argv: list[str] | None = None) -> dict:
     return rows
 
 
-@torch.inference_mode()
 def held_out_losses(path: Path, net, size: int) -> dict[str, float]:
-    """Mean style and content term of ``net``'s outputs on quality.py's held-out photos."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from quality import DEFAULT_PHOTOS as HELD_OUT
-    from quality import loss_from_checkpoint
-
-    from fastnst.images import find_images
-
-    loss, _ = loss_from_checkpoint(path)
-    sums = {"style": 0.0, "content": 0.0}
-    photos = [p for folder in HELD_OUT for p in find_images(folder)]
-    for photo in photos:
-        image = load_image(photo, size).unsqueeze(0)
-        terms = loss(net(image).clamp(0, 1), image)
-        for k in sums:
-            sums[k] += terms[k].item()
-    return {k: v / len(photos) for k, v in sums.items()}
+    """Mean style and content term of ``net``'s outputs on the held-out photos, under the
+    checkpoint's own training loss."""
+    loss, _ = checkpoint_loss(path)
+    means = mean_scores(score_photos(net, loss, held_out_photos(HELD_OUT), size))
+    return {"style": means["style"], "content": means["content"]}
 
 
 def write_gif(frames: list[torch.Tensor], path: Path, ms: int = 120) -> None:

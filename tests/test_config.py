@@ -11,7 +11,7 @@ import torch
 from fastnst.cli import CONF_DIR
 from fastnst.data import ContentDataModule
 from fastnst.losses import PerceptualLoss
-from fastnst.module import STYLE_DEFAULTS
+from fastnst.style_loss import STYLE_DEFAULTS
 from fastnst.train import build
 from fastnst.transformer import TransformerNet
 

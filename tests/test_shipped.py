@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from quality import loss_from_checkpoint  # scripts/, on sys.path through conftest
 
 from fastnst import shipped
 from fastnst.app import default_model_paths, find_models
@@ -14,6 +13,7 @@ from fastnst.checkpoint import RELEASE_KEYS, load_with_metadata, write_release
 from fastnst.errors import CheckpointError
 from fastnst.export import main as export_main
 from fastnst.images import load_image
+from fastnst.style_loss import checkpoint_loss
 from fastnst.stylize import main as stylize_main
 
 from .conftest import CONTENT, SHARED_MODELS_VGG16, STYLES, run_console
@@ -111,8 +111,10 @@ def test_each_shipped_model_paints_a_held_out_photo(name, tmp_path):
     assert result.returncode == 0, result.stderr
     _, meta = load_with_metadata(SHIPPED[name])
     # The model's own training loss, rebuilt as scripts/quality.py measures it.
-    loss, _ = loss_from_checkpoint(
-        SHIPPED[name], STYLES / meta["release"]["painting"], SHARED_MODELS_VGG16
+    loss, _ = checkpoint_loss(
+        SHIPPED[name],
+        painting=STYLES / meta["release"]["painting"],
+        vgg_weights=SHARED_MODELS_VGG16,
     )
     content = load_image(photo, 256).unsqueeze(0)
     stylized = load_image(out).unsqueeze(0)
