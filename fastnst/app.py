@@ -36,13 +36,12 @@ from typing import Any
 import torch
 
 from fastnst.checkpoint import load_any, style_names_of, trained_against
-from fastnst.commands import printable
 from fastnst.devices import DEVICES, pick_device
 from fastnst.errors import CheckpointError, ConfigError, FastnstError, ImageReadError, first_line
-from fastnst.files import safe_name
 from fastnst.images import image_size, load_image_with_alpha, save_image
 from fastnst.inference import Stylizer, add_tiling_options, check_tiling_options, parse_styles
 from fastnst.shipped import model_path, shipped_models
+from fastnst.text import printable, safe_name
 
 PAGE = Path(__file__).with_name("app.html")
 DEFAULT_PORT = 7860

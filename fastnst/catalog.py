@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from fastnst.checkpoint import load_with_metadata
-from fastnst.commands import printable
 from fastnst.errors import CheckpointError
 from fastnst.shipped import shipped_dir, shipped_models
+from fastnst.text import printable
 
 
 def describe(name: str, meta: dict) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from fastnst.commands import printable
 from fastnst.errors import CheckpointError, first_line
 from fastnst.files import written_atomically
+from fastnst.text import printable
 from fastnst.transformer import TransformerNet
 
 CHECKPOINT_KIND = "fastnst.TransformerNet"

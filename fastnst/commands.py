@@ -38,9 +38,3 @@ def stylize(*args: str | Path) -> str:
 
 def tensorboard(logdir: str | Path) -> str:
     return console("tensorboard", "tensorboard.main", "--logdir", logdir)
-
-
-def printable(text: object, limit: int = 200) -> str:
-    """Text from a file, safe for the terminal: control characters replaced, length bounded."""
-    clean = "".join(c if c.isprintable() else "?" for c in str(text))
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."

@@ -13,7 +13,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fastnst.errors import DownloadError, require
+from fastnst.checks import require
+from fastnst.errors import DownloadError
 
 
 def cache_dir() -> Path:

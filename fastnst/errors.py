@@ -7,9 +7,6 @@ line and exit; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-
 
 class FastnstError(Exception):
     """A problem the user can fix; the message says what to do, in one line."""
@@ -17,7 +14,7 @@ class FastnstError(Exception):
 
 class ConfigError(FastnstError, ValueError):
     """A setting that cannot work. ``key`` is its name: a constructor argument, which is also
-    its config key; :func:`settings_of` prefixes the config group. Exit status 2."""
+    its config key; :func:`fastnst.checks.settings_of` prefixes the config group. Exit status 2."""
 
     def __init__(self, key: str, problem: str) -> None:
         self.key, self.problem = key, problem
@@ -67,36 +64,7 @@ class NonFiniteLossError(FastnstError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
-@contextmanager
-def settings_of(group: str, renamed: Mapping[str, str] | None = None) -> Iterator[None]:
-    """Within the block, a :class:`ConfigError` about argument ``key`` becomes one about config
-    key ``group.key`` (or ``renamed[key]`` where the argument has another config name)."""
-    try:
-        yield
-    except ConfigError as exc:
-        key = (renamed or {}).get(exc.key) or (f"{group}.{exc.key}" if group else exc.key)
-        raise ConfigError(key, exc.problem) from None
-
-
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name if it has none."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def require(ok: bool, key: str, problem: str) -> None:
-    """Raise ``ConfigError(key, problem)`` unless ``ok``."""
-    if not ok:
-        raise ConfigError(key, problem)
-
-
-def check_number(
-    value: object, key: str, minimum: float, strict: bool = False, integer: bool = False
-) -> None:
-    """A setting that must be a number (``integer``: a whole one) >= ``minimum`` (> if
-    ``strict``); booleans are not numbers here."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and (value > minimum if strict else value >= minimum)  # type: ignore[operator]
-    require(ok, key, f"must be a number {'>' if strict else '>='} {minimum}, got {value!r}")
-    if integer:
-        require(isinstance(value, int), key, f"must be a whole number, got {value!r}")

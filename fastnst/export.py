@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 from fastnst.checkpoint import load_with_metadata, style_names
-from fastnst.commands import printable
 from fastnst.errors import CheckpointError
 from fastnst.files import user_path, written_atomically
 from fastnst.onnx_runtime import OnnxNetwork
 from fastnst.shipped import model_path, shipped_dir
+from fastnst.text import printable
 from fastnst.transformer import TransformerNet
 
 # Exported graphs have no branch for images below the network's minimum size; OnnxNetwork

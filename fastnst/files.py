@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,14 +28,6 @@ def check_writable_folder(folder: Path, key: str) -> None:
             pass
     except OSError as exc:
         raise ConfigError(key, f"cannot write in {folder} ({exc.strerror or exc})") from None
-
-
-def safe_name(text: object, fallback: str = "styled", limit: int = 64) -> str:
-    """Text from a file (a style name in a checkpoint) reduced to a file-name fragment:
-    letters, digits, ``.``, ``_`` and ``-`` only, no leading dot, at most ``limit``
-    characters. It can never name another folder (``/``, ``..``) or hide a file."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._-")[:limit]
-    return name or fallback
 
 
 @contextmanager

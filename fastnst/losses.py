@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.errors import check_number, require
+from fastnst.checks import check_number, require
 from fastnst.vgg import (
     MIN_IMAGE_SIZE,
     TAPS,

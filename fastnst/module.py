@@ -14,7 +14,8 @@ import torch
 from torchvision.utils import make_grid
 
 from fastnst import checkpoint as ckpt_format
-from fastnst.errors import ConfigError, NonFiniteLossError, check_number, require, settings_of
+from fastnst.checks import check_number, require, settings_of
+from fastnst.errors import ConfigError, NonFiniteLossError
 from fastnst.losses import sum_of_terms
 from fastnst.monitoring import RunLogger
 from fastnst.motion import MotionRange, stability_term

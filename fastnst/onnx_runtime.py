@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from fastnst.commands import printable
 from fastnst.errors import CheckpointError, first_line
+from fastnst.text import printable
 from fastnst.transformer import TransformerNet
 
 # Far above any network fastnst builds (the default one exports to 7 MB): a bigger file is not

@@ -23,11 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from fastnst import commands
-from fastnst.cli import CONF_DIR, expand_paths, run_job
+from fastnst.checks import check_number, require
 from fastnst.devices import pick_device
-from fastnst.errors import ConfigError, check_number, require
+from fastnst.errors import ConfigError
 from fastnst.files import check_writable_folder
 from fastnst.images import image_format, load_image, save_image
+from fastnst.jobs import CONF_DIR, expand_paths, run_job
 from fastnst.losses import PerceptualLoss
 from fastnst.style_loss import style_loss
 from fastnst.vgg import MIN_IMAGE_SIZE

@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
+from fastnst.checks import check_number, settings_of
 from fastnst.download import style_image_path
-from fastnst.errors import CheckpointError, check_number, settings_of
+from fastnst.errors import CheckpointError
 from fastnst.images import find_images, load_image, load_painting
 from fastnst.losses import PerceptualLoss
 from fastnst.vgg import MIN_IMAGE_SIZE

@@ -21,10 +21,9 @@ import torch
 from tqdm import tqdm
 
 from fastnst.checkpoint import load_any, style_names_of, trained_against
-from fastnst.commands import printable
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
-from fastnst.files import safe_name, user_path
+from fastnst.files import user_path
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
@@ -41,6 +40,7 @@ from fastnst.inference import (
     parse_styles,
 )
 from fastnst.shipped import model_path
+from fastnst.text import printable, safe_name
 from fastnst.transformer import TransformerNet
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")

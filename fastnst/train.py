@@ -21,23 +21,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from fastnst import commands
-from fastnst.cli import CONF_DIR, expand_paths, run_job
-from fastnst.commands import printable
+from fastnst.checks import check_number, require, settings_of
 from fastnst.data import ContentDataModule
 from fastnst.devices import training_precision
-from fastnst.errors import (
-    CheckpointError,
-    ConfigError,
-    NonFiniteLossError,
-    Stopped,
-    check_number,
-    first_line,
-    require,
-    settings_of,
-)
+from fastnst.errors import CheckpointError, ConfigError, NonFiniteLossError, Stopped, first_line
 from fastnst.files import check_writable_folder, written_atomically
+from fastnst.jobs import CONF_DIR, expand_paths, run_job
 from fastnst.module import StyleTransferModule
 from fastnst.monitoring import CleanStop, ProjectedTime, RunLogger, StepProgressBar
+from fastnst.text import printable
 
 
 def check_trainer(cfg: DictConfig) -> None:

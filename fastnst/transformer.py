@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastnst.errors import check_number
+from fastnst.checks import check_number
 
 Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and (biased) variance
 

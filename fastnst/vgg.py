@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torchvision.models import VGG16_Weights, VGG19_Weights
 
-from fastnst.errors import ConfigError, VGGWeightsError, first_line, require
+from fastnst.checks import require
+from fastnst.errors import ConfigError, VGGWeightsError, first_line
 
 # ImageNet statistics the torchvision VGG weights were trained with (RGB, [0, 1] inputs).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

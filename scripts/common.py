@@ -2,7 +2,7 @@
 (``$FASTNST_SHARED``, else ``../shared`` beside the repository; ``$FASTNST_SHARED_DATA`` for
 its ``data/`` alone, as the tests take it), and the held-out photos every report scores.
 
-Scripts run as ``python scripts/NAME.py``, so this folder is on their path: ``import common``.
+Scripts run as ``python scripts/<name>.py``, so this folder is on their path: ``import common``.
 """
 
 from __future__ import annotations

@@ -197,9 +197,9 @@ def train_arms(args, arms, yard_specs, make_loss):
     import pytorch_lightning as pl
     from hydra import compose, initialize_config_dir
 
-    from fastnst.cli import CONF_DIR
     from fastnst.data import val_transform
     from fastnst.images import find_images, read_image_uint8, uint8_to_float
+    from fastnst.jobs import CONF_DIR
     from fastnst.train import build
 
     crop = val_transform(args.size)

@@ -71,10 +71,10 @@ def public_overrides(
     """The demo's overrides without the shared folder, and the photos to view: fetches what
     it needs first (painting, photos, VGG16 weights), so that an offline machine fails in one
     line before any work."""
-    from fastnst.cli import CONF_DIR
     from fastnst.coco import download_sample
     from fastnst.download import cache_dir, style_image_path
     from fastnst.errors import ConfigError
+    from fastnst.jobs import CONF_DIR
     from fastnst.vgg import imagenet_weights_file
 
     preset = CONF_DIR / "style" / f"{style}.yaml"
@@ -106,7 +106,7 @@ def train_demo(settings: list[str], run_dir: Path) -> Path:
     """Train the demo network in-process with these overrides; returns the checkpoint."""
     from hydra import compose, initialize_config_dir
 
-    from fastnst.cli import CONF_DIR
+    from fastnst.jobs import CONF_DIR
     from fastnst.train import train
 
     print(shlex.join([sys.executable, "-m", "fastnst.train", *settings]), flush=True)

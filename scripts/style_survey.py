@@ -56,7 +56,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from fastnst.cli import CONF_DIR
+    from fastnst.jobs import CONF_DIR
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return hydra_compose("optimize", overrides=overrides)

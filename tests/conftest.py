@@ -118,7 +118,7 @@ def compose_config(overrides: list[str] | None = None):
     """The real conf/ composed with Hydra's compose API, pointed at the shared test photos."""
     from hydra import compose, initialize_config_dir
 
-    from fastnst.cli import CONF_DIR
+    from fastnst.jobs import CONF_DIR
 
     base = [
         f"style.image={STARRY_NIGHT}",

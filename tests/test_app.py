@@ -543,7 +543,7 @@ def test_a_multi_style_model_paints_the_chosen_style_or_blend(multi_checkpoint, 
 
 
 def safe_label(label: str) -> str:
-    from fastnst.files import safe_name
+    from fastnst.text import safe_name
 
     return safe_name(label)
 

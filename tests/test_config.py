@@ -8,8 +8,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from fastnst.cli import CONF_DIR
 from fastnst.data import ContentDataModule
+from fastnst.jobs import CONF_DIR
 from fastnst.losses import PerceptualLoss
 from fastnst.style_loss import STYLE_DEFAULTS
 from fastnst.train import build

@@ -50,8 +50,8 @@ def _public_hosts(files, monkeypatch) -> None:
     from omegaconf import OmegaConf
 
     from fastnst import vgg
-    from fastnst.cli import CONF_DIR
     from fastnst.coco import SAMPLE_IDS, image_name
+    from fastnst.jobs import CONF_DIR
 
     preset = OmegaConf.load(CONF_DIR / "style" / "starry_night.yaml")
     files.content["/" + preset.url.split("://", 1)[1]] = STARRY_NIGHT.read_bytes()

@@ -143,7 +143,7 @@ def _config(name: str, groups: tuple[str, ...] = ()):
     """The config ``name`` composed with the config-group choices of the command."""
     from hydra import compose, initialize_config_dir
 
-    from fastnst.cli import CONF_DIR
+    from fastnst.jobs import CONF_DIR
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose(name, overrides=list(groups))
@@ -152,7 +152,7 @@ def _config(name: str, groups: tuple[str, ...] = ()):
 def _is_setting(cfg, key: str) -> bool:
     from omegaconf import OmegaConf
 
-    from fastnst.cli import CONF_DIR
+    from fastnst.jobs import CONF_DIR
 
     if (CONF_DIR / key).is_dir():  # a config group: style=wave
         return True
@@ -168,7 +168,7 @@ def test_every_documented_setting_is_a_config_key(page):
         entry = command.removeprefix("python -m ")
         if entry not in HYDRA_ENTRIES:
             continue
-        from fastnst.cli import CONF_DIR
+        from fastnst.jobs import CONF_DIR
 
         settings = []
         for token in rest.replace('"', " ").replace("'", " ").split():
@@ -203,3 +203,10 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
         test_every_documented_option_exists(page)
     with pytest.raises(AssertionError, match=r"loss\.no_such_key'\]"):
         test_every_documented_setting_is_a_config_key(page)
+
+
+def test_the_development_page_lists_every_module():
+    tree = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    modules = [p for p in (REPO / "fastnst").rglob("*.py") if p.name != "__init__.py"]
+    missing = [str(p.relative_to(REPO)) for p in modules if f" {p.name} " not in tree]
+    assert not missing, missing

@@ -128,6 +128,7 @@ def test_added_styles_start_as_the_mean_and_leave_the_others_alone():
 # --- the loss -------------------------------------------------------------------------------
 
 
+@pytest.mark.shared_data
 def test_per_image_style_targets_equal_one_loss_per_painting():
     paintings = [load_image(STYLES / f"{n}.jpg", 64) for n in ("wave", "mosaic")]
     settings = {"vgg_weights": "random", "network": "vgg16", "tv_weight": 1e-3}
@@ -157,6 +158,7 @@ def test_every_style_is_trained_at_every_step_and_equally_often():
     assert counts == [8, 8, 8]
 
 
+@pytest.mark.shared_data
 def test_training_several_styles_logs_each_and_writes_their_names(tiny_multi_run):
     path, run = tiny_multi_run
     net, meta = ckpt_format.load_with_metadata(path)
@@ -172,6 +174,7 @@ def test_training_several_styles_logs_each_and_writes_their_names(tiny_multi_run
     assert image.height == 4 * 32 + 5 * 2 and image.width == 3 * 32 + 4 * 2
 
 
+@pytest.mark.shared_data
 def test_adding_a_style_trains_only_its_own_rows(tiny_multi_run, tmp_path):
     from fastnst.train import train
 
@@ -201,6 +204,7 @@ def test_adding_a_style_trains_only_its_own_rows(tiny_multi_run, tmp_path):
     assert moved > 0  # the new style's rows did train
 
 
+@pytest.mark.shared_data
 def test_bad_style_lists_are_one_line(tiny_multi_run, tmp_path):
     from fastnst.train import train
 
@@ -235,6 +239,7 @@ def expected_output(ckpt, mix, tmp_path, size=64):
     return load_image(path)
 
 
+@pytest.mark.shared_data
 def test_style_by_name_and_blend_are_the_network_with_that_mix(multi_checkpoint, tmp_path):
     result = _stylize(
         multi_checkpoint, PHOTO, "--style", "wave", "--size", 64, "-o", tmp_path, "--ext", "png"
@@ -254,6 +259,7 @@ def test_style_by_name_and_blend_are_the_network_with_that_mix(multi_checkpoint,
     assert (alone - expected).abs().max() > 0.02
 
 
+@pytest.mark.shared_data
 def test_all_styles_write_one_output_each_named_by_style(multi_checkpoint, tmp_path):
     photos = tmp_path / "in"
     photos.mkdir()
@@ -271,6 +277,7 @@ def test_all_styles_write_one_output_each_named_by_style(multi_checkpoint, tmp_p
     assert not (tmp_path / "one.png").exists()
 
 
+@pytest.mark.shared_data
 def test_list_styles_and_bad_style_choices_are_one_line(multi_checkpoint, tmp_path):
     result = _stylize(multi_checkpoint, "--list-styles")
     assert result.returncode == 0 and result.stdout.split() == list(TINY_STYLES)
@@ -289,6 +296,7 @@ def test_list_styles_and_bad_style_choices_are_one_line(multi_checkpoint, tmp_pa
         assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.shared_data
 def test_a_single_style_checkpoint_works_as_before_and_names_its_one_style(
     tiny_checkpoint, tmp_path
 ):
@@ -303,6 +311,7 @@ def test_a_single_style_checkpoint_works_as_before_and_names_its_one_style(
     assert wrong.returncode == 2 and "it has: starry_night" in wrong.stderr
 
 
+@pytest.mark.shared_data
 def test_strength_and_preserve_color_apply_to_a_style(multi_checkpoint, tmp_path):
     common = [multi_checkpoint, PHOTO, "--style", "mosaic", "--size", 64]
     assert _stylize(*common, "-o", tmp_path / "full.png").returncode == 0
@@ -323,6 +332,7 @@ def test_strength_and_preserve_color_apply_to_a_style(multi_checkpoint, tmp_path
     assert off(keep) < 0.01 < off(full)
 
 
+@pytest.mark.shared_data
 def test_a_video_per_style(multi_checkpoint, tmp_path):
     pytest.importorskip("av")
     from .test_video import describe, make_clip
@@ -350,6 +360,7 @@ def test_parse_styles_labels():
 # --- exports --------------------------------------------------------------------------------
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exports_take_the_style_mix_as_an_input(multi_checkpoint, tmp_path, fmt):
     out = tmp_path / f"three.{'onnx' if fmt == 'onnx' else 'pt'}"
@@ -380,6 +391,7 @@ def test_exports_take_the_style_mix_as_an_input(multi_checkpoint, tmp_path, fmt)
     assert (got[0] - got[1]).abs().max() > 0.02
 
 
+@pytest.mark.shared_data
 def test_a_multi_style_run_resumes(tmp_path):
     from fastnst.train import train
 
@@ -395,6 +407,7 @@ def test_a_multi_style_run_resumes(tmp_path):
     assert step == 3
 
 
+@pytest.mark.shared_data
 def test_a_checkpoint_whose_names_do_not_match_its_styles_is_refused(multi_checkpoint, tmp_path):
     ckpt = torch.load(multi_checkpoint, map_location="cpu", weights_only=True)
     for styles, message in (

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from fastnst.cli import CONF_DIR
 from fastnst.download import DownloadError, cached_download, file_digest
+from fastnst.jobs import CONF_DIR
 
 from .conftest import STYLES
 

@@ -95,7 +95,7 @@ def test_the_wheel_ships_every_config(installed):
     # Imported from the scratch environment, not from this checkout.
     where = _run(
         [installed["bin"] / "python", "-c",
-         "import fastnst.cli as c; print(c.__file__, c.CONF_DIR)"],
+         "import fastnst.jobs as c; print(c.__file__, c.CONF_DIR)"],
         cwd=installed["cwd"], env=_env(installed["cwd"]),
     ).stdout.split()  # fmt: skip
     assert where[0].startswith(str(installed["site"])) and where[1].startswith(

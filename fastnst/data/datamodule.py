@@ -11,11 +11,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from fastnst import commands
+from fastnst.checks import check_number, require
 from fastnst.data.augment import train_transform, val_transform
 from fastnst.data.cache import ResizedCache
 from fastnst.data.folder import ImageFolder
 from fastnst.data.sampler import ResumableSampler
-from fastnst.errors import DataNotFoundError, check_number, require
+from fastnst.errors import DataNotFoundError
 from fastnst.images import IMAGE_EXTENSIONS, find_images
 from fastnst.transformer import TransformerNet
 from fastnst.vgg import MIN_IMAGE_SIZE
