@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +133,52 @@ def _run_name_or_style(*, _root_: DictConfig) -> str:
 OmegaConf.register_new_resolver("fastnst_run_name", _run_name_or_style, replace=True)
 
 
+@dataclass(frozen=True)
+class Run:
+    """Where one training run's files go, resolved once from the config (by :func:`resolve`):
+    every part of the run takes its paths from here."""
+
+    name: str  # ``name``, or the style(s) it trains
+    out_dir: Path  # Hydra's output folder: the log, TensorBoard
+    folder: Path  # <checkpoint_dir>/<name>/: resumable checkpoints and the lock
+    model: Path  # <checkpoint_dir>/<name>.ckpt: the trained network
+    resume: Path | None  # the checkpoint this run goes on from
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    @property
+    def interrupted(self) -> Path:
+        return self.folder / "interrupted.ckpt"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / ".lock"
+
+
+def resolve(cfg: DictConfig, out_dir: Path) -> Run:
+    """The run of a config whose paths are expanded (:func:`fastnst.jobs.expand_paths`).
+
+    Raises:
+        ConfigError: ``resume`` names no checkpoint.
+    """
+    name = run_name(cfg)
+    folder = Path(cfg.checkpoint_dir) / name
+    resume = None
+    if cfg.get("resume") == "last":
+        resume = folder / "last.ckpt"
+        if not resume.is_file():
+            raise ConfigError("resume=last", f"no checkpoint at {resume} to resume from")
+    elif cfg.get("resume"):
+        resume = Path(cfg.resume)
+        if not resume.is_file():
+            raise ConfigError("resume", f"{resume} does not exist")
+    return Run(name, Path(out_dir), folder, Path(cfg.checkpoint_dir) / f"{name}.ckpt", resume)
+
+
 def build(
-    cfg: DictConfig, out_dir: Path
+    cfg: DictConfig, out_dir: Path, run: Run | None = None
 ) -> tuple[StyleTransferModule, ContentDataModule, pl.Trainer]:
     """The three objects of a training run, from a composed config.
 
@@ -148,7 +193,7 @@ def build(
         datamodule = ContentDataModule(
             **OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed
         )
-    name = run_name(cfg)
+    run = run or resolve(cfg, out_dir)
     add_to = cfg.get("add_to")
     if add_to:
         require(Path(str(add_to)).is_file(), "add_to", f"{add_to} does not exist")
@@ -164,9 +209,9 @@ def build(
     )
     # Last, once every other setting is known to be good, and long before the first
     # checkpoint: a folder that cannot be written would otherwise lose the whole run.
-    check_writable_folder(Path(cfg.checkpoint_dir) / name, "checkpoint_dir")
+    check_writable_folder(run.folder, "checkpoint_dir")
     checkpoints = ModelCheckpoint(
-        dirpath=Path(cfg.checkpoint_dir) / name,
+        dirpath=run.folder,
         filename="step{step:07d}",
         auto_insert_metric_name=False,
         every_n_train_steps=cfg.checkpoint_every,
@@ -179,7 +224,7 @@ def build(
         mode="max",
         save_top_k=cfg.checkpoint_keep,
     )
-    logger = RunLogger(save_dir=str(out_dir), name="tensorboard", version="")
+    logger = RunLogger(save_dir=str(run.out_dir), name="tensorboard", version="")
     callbacks: list[pl.Callback] = [checkpoints, ProjectedTime(), CleanStop()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar())
@@ -191,7 +236,7 @@ def build(
         print(f"Precision: {settings['precision']} ({why})")
     trainer = pl.Trainer(
         **settings,
-        default_root_dir=str(out_dir),
+        default_root_dir=str(run.out_dir),
         logger=logger,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
@@ -222,21 +267,6 @@ def save_final(trainer: pl.Trainer, path: Path) -> None:
     )
     with writing as partial:
         trainer.save_checkpoint(partial, weights_only=True)
-
-
-def resume_path(cfg: DictConfig) -> Path | None:
-    """The checkpoint named by ``resume``: ``last``, a path, or none (``null``)."""
-    if not cfg.get("resume"):
-        return None
-    if cfg.resume == "last":
-        path = Path(cfg.checkpoint_dir) / run_name(cfg) / "last.ckpt"
-        if not path.is_file():
-            raise ConfigError("resume=last", f"no checkpoint at {path} to resume from")
-        return path
-    path = Path(cfg.resume)
-    if not path.is_file():
-        raise ConfigError("resume", f"{path} does not exist")
-    return path
 
 
 def settings_of_run(module: StyleTransferModule, datamodule: ContentDataModule) -> dict:
@@ -280,14 +310,14 @@ def _differences(old: Any, new: Any, key: str = "") -> list[tuple[str, Any, Any]
 
 
 @contextmanager
-def owning(folder: Path) -> Iterator[None]:
-    """Hold ``folder/.lock`` while the block runs: a second run writing the same checkpoint
-    folder is refused in one line instead of overwriting the first one's files. A lock left
-    by a run that died (its process is gone) is taken over."""
+def owning(run: Run) -> Iterator[None]:
+    """Hold the run's lock (``<folder>/.lock``) while the block runs: a second run writing the
+    same checkpoint folder is refused in one line instead of overwriting the first one's files.
+    A lock left by a run that died (its process is gone) is taken over."""
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         yield  # DDP ranks other than the first run inside the first one's lock
         return
-    lock = folder / ".lock"
+    folder, lock = run.folder, run.lock
     me = f"{os.getpid()}@{socket.gethostname()}"
     for _ in range(2):
         try:
@@ -328,27 +358,26 @@ def _alive(pid: int) -> bool:
 def train(cfg: DictConfig, out_dir: Path) -> Path:
     """Run one training job; return the path of the trained model."""
     cfg = expand_paths(cfg)
-    resume = resume_path(cfg)
-    module, datamodule, trainer = build(cfg, out_dir)
+    run = resolve(cfg, out_dir)
+    module, datamodule, trainer = build(cfg, out_dir, run)
     require(
         cfg.get("resume_changes", "refuse") in ("refuse", "accept"),
         "resume_changes",
         f"must be refuse or accept, got {cfg.get('resume_changes')!r}",
     )
-    if resume is not None:
+    if run.resume is not None:
         now = settings_of_run(module, datamodule)
-        check_resume_matches(resume, now, cfg.get("resume_changes") == "accept")
-        print(f"Resuming from {resume}")
-    with owning(Path(cfg.checkpoint_dir) / run_name(cfg)):
-        return _fit(cfg, out_dir, module, datamodule, trainer, resume)
+        check_resume_matches(run.resume, now, cfg.get("resume_changes") == "accept")
+        print(f"Resuming from {run.resume}")
+    with owning(run):
+        return _fit(run, module, datamodule, trainer)
 
 
-def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
-    name = run_name(cfg)
-    last = Path(cfg.checkpoint_dir) / name / "last.ckpt"
+def _fit(run: Run, module, datamodule, trainer) -> Path:
+    last = run.last
     stop = next(c for c in trainer.callbacks if isinstance(c, CleanStop))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume)
     except NonFiniteLossError as exc:
         where = f"; the last good checkpoint is {last} (resume=last)" if last.is_file() else ""
         raise NonFiniteLossError(f"{exc}{where}") from None
@@ -374,10 +403,7 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
             f"{kept}",
             143 if sigterm else 130,
         ) from None
-    if stop.signal is not None:
-        final = Path(cfg.checkpoint_dir) / name / "interrupted.ckpt"
-    else:
-        final = Path(cfg.checkpoint_dir) / f"{name}.ckpt"
+    final = run.interrupted if stop.signal is not None else run.model
     save_final(trainer, final)
     if not trainer.is_global_zero:
         return final
@@ -392,7 +418,7 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
         print(f"Skipped {skipped} unreadable image file(s): {shown}")
     state = "Stopped at" if stop.signal is not None else "Trained"
     print(f"{state} step {trainer.global_step}. Model: {final}")
-    print(f"TensorBoard logs: {out_dir / 'tensorboard'}  ({commands.tensorboard(out_dir)})")
+    print(f"TensorBoard logs: {run.out_dir / 'tensorboard'}  ({commands.tensorboard(run.out_dir)})")
     if module.multi:
         first = module.style_names[0]
         stylize = commands.stylize(
@@ -400,7 +426,7 @@ def _fit(cfg, out_dir, module, datamodule, trainer, resume) -> Path:
         )
         print(f"Stylize a photo: {stylize}  (--style all: every style; --list-styles)")
     else:
-        stylize = commands.stylize(final.resolve(), "photo.jpg", "-o", f"photo_{name}.jpg")
+        stylize = commands.stylize(final.resolve(), "photo.jpg", "-o", f"photo_{run.name}.jpg")
         print(f"Stylize a photo: {stylize}")
     if stop.signal is not None:
         said = "Ctrl-C" if stop.signal == signal.SIGINT else "SIGTERM"
