@@ -226,42 +226,47 @@ class StyleTransferModule(pl.LightningModule):
         terms["total"] = sum_of_terms(terms)
         return terms
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        if self.multi:
-            terms = self._multi_step(batch)
-        else:
+    def _scored(
+        self,
+        batch: torch.Tensor,
+        ids: list[int],
+        seed: int,
+        content_targets: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Photo *i* painted in trained style ``ids[i]`` and scored against that painting:
+        (the outputs, each term per photo, the batch's terms with the stability term and
+        ``total``). One style is the case of one painting: its mix is ignored by the network."""
+        if content_targets is None:
+            content_targets = self.loss.content_targets(batch)
+        with self.net.styled(self._mix(ids)):
             output = self.net(batch)
-            terms = self.loss(output, batch)
-            terms = self._add_temporal(terms, batch, output, seed=self.global_step)
+            per_photo = self.loss.terms(
+                output, content_targets, style_ids=torch.tensor(ids, device=self.device)
+            )
+            terms = {k: v.mean() for k, v in per_photo.items()}
+            terms = self._add_temporal(terms, batch, output, seed=seed)
+        return output, per_photo, terms
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Each photo in its own style (see the class); with several styles each style's terms
+        are logged under its name too (``train/<style>/<term>``)."""
+        ids = self._style_ids(batch.shape[0], self.global_step)
+        _, per_photo, terms = self._scored(batch, ids, seed=self.global_step)
         first_bad = (self._nonfinite_step < 0) & ~torch.isfinite(terms["total"])
         self._nonfinite_step = torch.where(
             first_bad, torch.full_like(self._nonfinite_step, self.global_step), self._nonfinite_step
         )
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0])
         self.log("loss", terms["total"], prog_bar=True, logger=False, batch_size=batch.shape[0])
+        if len(self.trained_styles) > 1:
+            for index, name in enumerate(self.trained_styles):
+                rows = [i for i, s in enumerate(ids) if s == index]
+                if rows:
+                    self.log_dict(
+                        {f"train/{name}/{k}": v[rows].mean() for k, v in per_photo.items()},
+                        batch_size=len(rows),
+                    )
         return terms["total"]
-
-    def _multi_step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A training step of a network with several styles: each photo in its own style,
-        each style's terms logged under its name (``train/<style>/<term>``)."""
-        ids = self._style_ids(batch.shape[0], self.global_step)
-        with self.net.styled(self._mix(ids)):
-            output = self.net(batch)
-            per_photo = self.loss.terms(
-                output,
-                self.loss.content_targets(batch),
-                style_ids=torch.tensor(ids, device=self.device),
-            )
-            terms = {k: v.mean() for k, v in per_photo.items()}
-            terms = self._add_temporal(terms, batch, output, seed=self.global_step)
-        for index, name in enumerate(self.trained_styles):
-            rows = [i for i, s in enumerate(ids) if s == index]
-            if rows:
-                self.log_dict(
-                    {f"train/{name}/{k}": v[rows].mean() for k, v in per_photo.items()},
-                    batch_size=len(rows),
-                )
-        return terms
 
     def check_finite(self) -> None:
         """Raise :class:`NonFiniteLossError` if any step so far had a NaN/inf loss."""
@@ -292,32 +297,14 @@ class StyleTransferModule(pl.LightningModule):
             print(f"DDP: the network's weights are identical on all {len(gathered)} ranks")
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        if self.multi:
-            self._multi_validation(batch, batch_idx)
-            return
-        output = self.net(batch)
-        content_targets = self.loss.content_targets(batch)
-        terms = self.loss.terms(output, content_targets)
-        # The same motions at every validation: the curve shows the network, not the draw.
-        terms = self._add_temporal(terms, batch, output, seed=2**40 + batch_idx)
-        if batch_idx not in self._input_style:
-            # How far the unmodified photos are from the painting: the style term a network
-            # that changed nothing would get. Constant, so computed once.
-            self._input_style[batch_idx] = self.loss.terms(batch, content_targets)["style"]
-        terms["style_input"] = self._input_style[batch_idx]
-        self.log_dict(
-            {f"val/{k}": v for k, v in terms.items()}, batch_size=batch.shape[0], sync_dist=True
-        )
-        if batch_idx == 0:
-            self._log_grid(batch[:GRID_IMAGES], output[:GRID_IMAGES])
-
-    def _multi_validation(self, batch: torch.Tensor, batch_idx: int) -> None:
-        """Each trained style on every held-out photo: its terms under
-        ``val/<style>/<term>``, their mean over the styles under ``val/<term>``, and one
-        image row per style."""
+        """Each trained style on every held-out photo: the terms under ``val/<term>`` (with
+        several styles their mean, and each style's under ``val/<style>/<term>``), plus
+        ``style_input``, the style term of the untouched photos; images of the first batch."""
         content_targets = self.loss.content_targets(batch)
         n = batch.shape[0]
         if batch_idx not in self._input_style:
+            # How far the unmodified photos are from each painting: the style term a network
+            # that changed nothing would get. Constant, so computed once.
             every = torch.arange(len(self.trained_styles), device=self.device)
             self._input_style[batch_idx] = torch.stack(
                 [
@@ -325,43 +312,37 @@ class StyleTransferModule(pl.LightningModule):
                     for s in every
                 ]
             )
+        several = len(self.trained_styles) > 1
         logged: dict[str, list[torch.Tensor]] = {}
-        rows = [batch[:GRID_IMAGES]]
+        outputs = []
         for index, name in enumerate(self.trained_styles):
-            with self.net.styled(self._mix([index] * n)):
-                output = self.net(batch)
-                per_photo = self.loss.terms(
-                    output, content_targets, style_ids=torch.full((n,), index, device=self.device)
-                )
-                terms = {k: v.mean() for k, v in per_photo.items()}
-                terms = self._add_temporal(terms, batch, output, seed=2**40 + batch_idx)
+            # The same motions at every validation: the curve shows the network, not the draw.
+            output, _, terms = self._scored(batch, [index] * n, 2**40 + batch_idx, content_targets)
             terms["style_input"] = self._input_style[batch_idx][index]
             for key, value in terms.items():
                 logged.setdefault(key, []).append(value)
-                self.log(f"val/{name}/{key}", value, batch_size=n, sync_dist=True)
-            rows.append(output[:GRID_IMAGES])
+                if several:
+                    self.log(f"val/{name}/{key}", value, batch_size=n, sync_dist=True)
+            outputs.append(output[:GRID_IMAGES])
         for key, values in logged.items():
             self.log(f"val/{key}", torch.stack(values).mean(), batch_size=n, sync_dist=True)
         if batch_idx == 0:
-            self._log_style_rows(rows)
+            self._log_images(batch[:GRID_IMAGES], outputs)
 
-    def _log_style_rows(self, rows: list[torch.Tensor]) -> None:
+    def _log_images(self, photos: torch.Tensor, outputs: list[torch.Tensor]) -> None:
+        """One style: rows of (photo | stylized) under ``val/content_stylized``. Several: the
+        photos in the first row, then one row per style (``val/photos_then_one_row_per_style``)."""
         experiment = getattr(self.logger, "experiment", None)
         if not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
             return
-        # The photos in the first row, then one row per style in trained_styles' order.
-        images = torch.cat(rows).float().clamp(0, 1).cpu()
-        grid = make_grid(images, nrow=rows[0].shape[0], padding=2)
-        experiment.add_image("val/photos_then_one_row_per_style", grid, self.global_step)
-
-    def _log_grid(self, content: torch.Tensor, stylized: torch.Tensor) -> None:
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
-            return
-        # Rows of (content | stylized).
-        pairs = torch.stack([content, stylized], dim=1).flatten(0, 1)
-        grid = make_grid(pairs.float().clamp(0, 1).cpu(), nrow=2, padding=2)
-        experiment.add_image("val/content_stylized", grid, self.global_step)
+        if len(outputs) == 1:
+            images = torch.stack([photos, outputs[0]], dim=1).flatten(0, 1)
+            tag, columns = "val/content_stylized", 2
+        else:
+            images = torch.cat([photos, *outputs])
+            tag, columns = "val/photos_then_one_row_per_style", photos.shape[0]
+        grid = make_grid(images.float().clamp(0, 1).cpu(), nrow=columns, padding=2)
+        experiment.add_image(tag, grid, self.global_step)
 
     def configure_optimizers(self) -> Any:
         trained = [p for p in self.net.parameters() if p.requires_grad]

@@ -94,8 +94,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
     real_terms = losses.PerceptualLoss.terms
     calls = {"n": 0}
 
-    def poisoned(self, output, targets):
-        terms = real_terms(self, output, targets)
+    def poisoned(self, output, targets, *args, **kwargs):
+        terms = real_terms(self, output, targets, *args, **kwargs)
         if torch.is_grad_enabled():  # training steps only
             calls["n"] += 1
             if calls["n"] == 8:  # the 8th training step is step 7 (0-based)
