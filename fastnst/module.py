@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -14,19 +13,14 @@ import torch
 from torchvision.utils import make_grid
 
 from fastnst import checkpoint as ckpt_format
-from fastnst.checks import check_number, require, settings_of
-from fastnst.errors import ConfigError, NonFiniteLossError
-from fastnst.losses import sum_of_terms
+from fastnst.errors import NonFiniteLossError
+from fastnst.losses import PerceptualLoss, sum_of_terms
 from fastnst.monitoring import RunLogger
-from fastnst.motion import MotionRange, stability_term
-from fastnst.style_loss import check_style, style_loss
+from fastnst.motion import StabilityTerm
 from fastnst.transformer import TransformerNet
 
 GRID_IMAGES = 8
 LR_SCHEDULES = ("constant", "cosine")
-# The temporal group's settings (conf/config.yaml): the stability term is off at weight 0.
-TEMPORAL_DEFAULTS = {"weight": 0.0, "shift": 2.0, "rotate": 1.0, "zoom": 0.02, "noise": 0.02}
-# The style group's settings a caller may leave out (conf/style/*.yaml has them all).
 # The frozen VGG stays in eval mode on purpose; Lightning would warn about it at every fit.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 # fastnst's sampler resumes mid-epoch itself (data.ResumableSampler); Lightning cannot tell.
@@ -54,121 +48,57 @@ for _name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilit
     logging.getLogger(_name).addFilter(_NoAdvertising())
 
 
-class StyleTransferModule(pl.LightningModule):
-    """Trains a :class:`TransformerNet` for one style, or for several in one network.
+@dataclass(frozen=True)
+class Optimiser:
+    """Adam's settings: the (peak) learning rate, ``constant`` or ``cosine`` (down to 0 at the
+    run's ``trainer.max_steps``) after ``warmup`` steps of linear warm-up."""
 
-    All arguments are plain values (they are saved in the checkpoint's ``hyper_parameters``), so
-    the checkpoint alone rebuilds the network: ``TransformerNet(**hparams["model"])`` with the
-    ``net.*`` weights. The VGG is not saved; it is rebuilt from ``loss["vgg_weights"]``.
+    lr: float
+    schedule: str
+    warmup: int
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Trains a :class:`TransformerNet` for one style, or for several in one network; built by
+    :func:`fastnst.train.build_module` from the config.
+
+    The i-th photo of training step t is painted in trained style (t * batch + i) mod n and
+    scored against that painting, so every style is trained at every step (when the batch has
+    at least as many photos as there are styles) and all equally often; one style is the case
+    n = 1.
 
     Args:
-        style: the painting, as the ``style`` config group: ``name`` (for logs and output
-            files), ``image`` (a file) or ``url`` and ``sha256`` (fetched once into the cache),
-            ``size`` (long side in pixels when its statistics are taken; None: as it is) and
-            ``weight`` (of the style term). A path alone is a painting named after its file.
-            A list of two or more of them: one network for all (conditional instance norm,
-            :class:`fastnst.transformer.InstanceNorm`); the i-th photo of training step t is
-            painted in style (t * batch + i) mod n, so every style is trained at every step
-            (when the batch has at least as many photos as there are styles) and all equally
-            often.
-        base: a trained checkpoint to add the painting(s) of ``style`` to: only their own
-            norm scales and shifts are trained (each starts as the mean of the styles already
-            there); every other weight, and the other styles, stay exactly as they were.
-            ``model`` is then the base's.
-        model: keyword arguments of :class:`TransformerNet`.
-        loss: keyword arguments of :class:`PerceptualLoss` (but the style image and weight).
-        lr: Adam learning rate (the peak one under a schedule).
-        lr_schedule: ``constant``, or ``cosine``: from ``lr`` down to 0 over the run's
-            ``trainer.max_steps`` (after the warm-up), one value per step.
-        lr_warmup: steps over which the learning rate rises linearly to ``lr`` first.
-        temporal: the stability term (:func:`fastnst.motion.stability_term`): ``weight``
-            (0: off, nothing computed) and the random motions' range, ``shift`` (px),
-            ``rotate`` (degrees), ``zoom`` (relative) and ``noise`` (std).
-
-    Raises:
-        ConfigError: a setting that cannot work, named by its config key.
+        net: the network; the rows of the styles this run trains are its last ``trained``
+            ones (the others, of an ``add_to`` base, are frozen by the builder).
+        loss: the perceptual loss holding the trained styles' paintings, in the same order.
+        settings: the plain settings that rebuild the network, saved as the checkpoint's
+            ``hyper_parameters`` (``style``, ``model``, ``loss``, ``lr``, ...).
+        styles: the names of every style the network holds, in the order of its style mix.
+        trained: how many of them (the last ones) this run trains.
+        optimiser: Adam's settings.
+        terms: further weighted loss terms (the stability term), each called as
+            ``term(net, photos, outputs, seed)`` and added before ``total``.
     """
 
     def __init__(
         self,
-        style: Mapping[str, Any] | str | list[Mapping[str, Any] | str],
-        model: dict[str, Any] | None = None,
-        loss: dict[str, Any] | None = None,
-        lr: float = 1e-3,
-        temporal: Mapping[str, Any] | None = None,
-        base: str | None = None,
-        lr_schedule: str = "constant",
-        lr_warmup: int = 0,
+        net: TransformerNet,
+        loss: PerceptualLoss,
+        settings: dict[str, Any],
+        styles: list[str],
+        trained: int,
+        optimiser: Optimiser,
+        terms: list[StabilityTerm] | None = None,
     ) -> None:
         super().__init__()
-        styles = [style] if isinstance(style, Mapping | str | Path) else list(style)
-        require(len(styles) > 0, "styles", "is an empty list")
-        styles = [check_style(_as_style(s)) for s in styles]
-        names = [str(s["name"]) for s in styles]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        require(not repeated, "styles", f"name a style twice: {', '.join(repeated)}")
-        base_net, base_names = None, []
-        if base is not None:
-            with settings_of("add_to"):
-                base_net, base_meta = ckpt_format.load_with_metadata(base)
-            base_names = ckpt_format.style_names(base_meta)
-            model = base_net.settings()
-            taken = sorted(set(names) & set(base_names))
-            require(
-                not taken,
-                "add_to",
-                f"{base} already holds {', '.join(taken)}; give the new style another name",
-            )
-        # One style, not added to a checkpoint: today's network and checkpoints exactly.
-        self.multi = base is not None or len(styles) > 1
-        if self.multi and base is None:
-            model = {**(model or {}), "num_styles": len(styles)}
-        style_hparam: Any = styles if self.multi else styles[0]
-        temporal = {**TEMPORAL_DEFAULTS, **(temporal or {})}
-        hparams = {"style": style_hparam, "model": model, "loss": loss, "lr": lr}
-        if base is not None:
-            hparams["base"] = str(base)
-            hparams["model"] = {**model, "num_styles": base_net.num_styles + len(styles)}
-        if temporal["weight"]:
-            hparams["temporal"] = temporal  # checkpoints of runs without it stay as they were
-        require(
-            lr_schedule in LR_SCHEDULES,
-            "lr_schedule",
-            f"must be one of {LR_SCHEDULES}, got {lr_schedule!r}",
-        )
-        check_number(lr_warmup, "lr_warmup", 0, integer=True)
-        if lr_schedule != "constant" or lr_warmup:  # as temporal: old checkpoints unchanged
-            hparams["lr_schedule"], hparams["lr_warmup"] = lr_schedule, int(lr_warmup)
-        self.save_hyperparameters(hparams)
-        unknown = set(temporal) - set(TEMPORAL_DEFAULTS)
-        if unknown:
-            raise ConfigError(
-                f"temporal.{sorted(unknown)[0]}",
-                f"is not a setting; the settings are {', '.join(TEMPORAL_DEFAULTS)}",
-            )
-        for key, value in temporal.items():
-            check_number(value, f"temporal.{key}", 0)
-        self.temporal_weight = float(temporal["weight"])
-        self.motion = MotionRange(
-            float(temporal["shift"]),
-            float(temporal["rotate"]),
-            float(temporal["zoom"]),
-            float(temporal["noise"]),
-        )
-        self.style_name = "+".join(base_names + names) if self.multi else names[0]
-        # Every style the network holds, and the ones this run trains (the last ones).
-        self.style_names = base_names + names
-        self.trained_styles = names
-        check_number(lr, "lr", 0, strict=True)
-        if base_net is not None:
-            self.net = base_net.train()
-            self.net.add_styles(len(names))
-            self._freeze_all_but(len(base_names))
-        else:
-            with settings_of("model"):
-                self.net = TransformerNet(**(model or {}))
-        # Every setting is checked; now the paintings (maybe downloads) and the VGG.
-        self.loss = style_loss(styles, loss)
+        self.save_hyperparameters(settings)
+        self.net, self.loss, self.optimiser = net, loss, optimiser
+        self.extra_terms = list(terms or [])
+        self.style_names = list(styles)
+        self.trained_styles = self.style_names[len(styles) - trained :]
+        # Several styles, or styles added to a base: the checkpoint holds a list of them.
+        self.multi = isinstance(settings["style"], list)
+        self.style_name = "+".join(self.style_names) if self.multi else self.style_names[0]
         # The VGG weights are not in the checkpoint (see on_save_checkpoint).
         self.strict_loading = False
         self._input_style: dict[int, torch.Tensor] = {}
@@ -178,17 +108,6 @@ class StyleTransferModule(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
-
-    def _freeze_all_but(self, first_new: int) -> None:
-        """Adding styles: only the rows of the norms' scales and shifts from ``first_new`` on
-        get gradients; the others are zeroed, so Adam leaves those rows exactly as they were."""
-        for param in self.net.parameters():
-            param.requires_grad_(False)
-        keep = torch.zeros(self.net.num_styles, 1)
-        keep[first_new:] = 1.0
-        for param in self.net.style_parameters():
-            param.requires_grad_(True)
-            param.register_hook(lambda grad: grad * keep.to(grad))
 
     def _style_ids(self, batch_size: int, step: int) -> list[int]:
         """Which of the trained styles each photo of a training batch is painted in: a round
@@ -204,25 +123,23 @@ class StyleTransferModule(pl.LightningModule):
 
     @property
     def terms_logged(self) -> list[str]:
-        temporal = ["temporal"] if self.temporal_weight > 0 else []
-        return [*self.loss.active_terms, *temporal, "total"]
+        return [*self.loss.active_terms, *(term.name for term in self.extra_terms), "total"]
 
     def on_fit_start(self) -> None:
         if isinstance(self.logger, RunLogger):  # train and val of each term on one chart
             styles = self.trained_styles if self.multi else []
             self.logger.layout(self.terms_logged, styles)
 
-    def _add_temporal(
+    def _add_terms(
         self, terms: dict[str, torch.Tensor], batch: torch.Tensor, output: torch.Tensor, seed: int
     ) -> dict[str, torch.Tensor]:
-        """The stability term, weighted, before ``total`` (which then includes it). Its random
-        motions come from a generator seeded by ``seed``, so a resumed run draws the same."""
-        if self.temporal_weight <= 0:
+        """The further terms (the stability term), weighted, before ``total``, which then
+        includes them."""
+        if not self.extra_terms:
             return terms
-        generator = torch.Generator().manual_seed(seed + 1_000_003 * torch.initial_seed() % 2**62)
-        term = stability_term(self.net, batch, output, self.motion, generator)
         terms = {k: v for k, v in terms.items() if k != "total"}
-        terms["temporal"] = self.temporal_weight * term
+        for term in self.extra_terms:
+            terms[term.name] = term(self.net, batch, output, seed)
         terms["total"] = sum_of_terms(terms)
         return terms
 
@@ -244,7 +161,7 @@ class StyleTransferModule(pl.LightningModule):
                 output, content_targets, style_ids=torch.tensor(ids, device=self.device)
             )
             terms = {k: v.mean() for k, v in per_photo.items()}
-            terms = self._add_temporal(terms, batch, output, seed=seed)
+            terms = self._add_terms(terms, batch, output, seed=seed)
         return output, per_photo, terms
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
@@ -346,9 +263,8 @@ class StyleTransferModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         trained = [p for p in self.net.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(trained, lr=self.hparams.lr)
-        schedule = self.hparams.get("lr_schedule", "constant")
-        warmup = int(self.hparams.get("lr_warmup", 0))
+        optimizer = torch.optim.Adam(trained, lr=self.optimiser.lr)
+        schedule, warmup = self.optimiser.schedule, self.optimiser.warmup
         if schedule == "constant" and not warmup:
             return optimizer
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -373,6 +289,18 @@ class StyleTransferModule(pl.LightningModule):
         )
 
 
+def train_only_rows(net: TransformerNet, first: int) -> None:
+    """Adding styles: only the rows of the norms' scales and shifts from ``first`` on get
+    gradients; the others are zeroed, so Adam leaves those rows exactly as they were."""
+    for param in net.parameters():
+        param.requires_grad_(False)
+    keep = torch.zeros(net.num_styles, 1)
+    keep[first:] = 1.0
+    for param in net.style_parameters():
+        param.requires_grad_(True)
+        param.register_hook(lambda grad: grad * keep.to(grad))
+
+
 def lr_factor(step: int, warmup: int, schedule: str, total: int) -> float:
     """The learning rate of step ``step`` as a fraction of the peak: linear warm-up over
     ``warmup`` steps, then constant or a cosine down to 0 at step ``total``."""
@@ -382,11 +310,3 @@ def lr_factor(step: int, warmup: int, schedule: str, total: int) -> float:
         progress = min(1.0, (step - warmup) / (total - warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0
-
-
-def _as_style(style: Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    """A style entry: a mapping of the style group's keys, or a painting's path (named after
-    its file)."""
-    if isinstance(style, Mapping):
-        return dict(style)
-    return {"name": Path(style).stem, "image": str(style)}

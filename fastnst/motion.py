@@ -129,3 +129,20 @@ def stability_term(
         ).to(photos.device)
         moved_photos = (moved_photos + motion.noise * noise).clamp(0, 1)
     return masked_mse(net(moved_photos), moved_stylized, mask)
+
+
+class StabilityTerm:
+    """The stability term as a loss term of training (``temporal`` in the logs): ``weight``
+    times :func:`stability_term`, its random motions drawn from a generator seeded by the
+    call's ``seed`` (the step), so a resumed run draws the same ones."""
+
+    name = "temporal"
+
+    def __init__(self, weight: float, motion: MotionRange) -> None:
+        self.weight, self.motion = weight, motion
+
+    def __call__(
+        self, net: torch.nn.Module, photos: torch.Tensor, stylized: torch.Tensor, seed: int
+    ) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed + 1_000_003 * torch.initial_seed() % 2**62)
+        return self.weight * stability_term(net, photos, stylized, self.motion, generator)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from fastnst import checkpoint as ckpt_format
 from fastnst import commands
 from fastnst.checks import check_number, require, settings_of
 from fastnst.data import ContentDataModule
@@ -28,9 +29,12 @@ from fastnst.devices import training_precision
 from fastnst.errors import CheckpointError, ConfigError, NonFiniteLossError, Stopped, first_line
 from fastnst.files import check_writable_folder, written_atomically
 from fastnst.jobs import CONF_DIR, expand_paths, run_job
-from fastnst.module import StyleTransferModule
+from fastnst.module import LR_SCHEDULES, Optimiser, StyleTransferModule, train_only_rows
 from fastnst.monitoring import CleanStop, ProjectedTime, RunLogger, StepProgressBar
+from fastnst.motion import MotionRange, StabilityTerm
+from fastnst.style_loss import check_style, style_loss
 from fastnst.text import printable
+from fastnst.transformer import TransformerNet
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -177,6 +181,99 @@ def resolve(cfg: DictConfig, out_dir: Path) -> Run:
     return Run(name, Path(out_dir), folder, Path(cfg.checkpoint_dir) / f"{name}.ckpt", resume)
 
 
+def _as_style(entry: Any) -> dict[str, Any]:
+    """A style entry: a mapping of the style group's keys, or a painting's path (named after
+    its file)."""
+    if isinstance(entry, Mapping):
+        return dict(entry)
+    return {"name": Path(str(entry)).stem, "image": str(entry)}
+
+
+def build_module(cfg: DictConfig) -> StyleTransferModule:
+    """The training system of a config: its network (new, or an ``add_to`` base with room for
+    the new styles and only their rows training), its loss (the paintings' targets), the
+    stability term, Adam's settings and the settings the checkpoint keeps. Every setting is
+    checked before the paintings are read (or downloaded) and the VGG is built.
+
+    Raises:
+        ConfigError: a setting that cannot work, named by its config key.
+    """
+    styles = [check_style(_as_style(s)) for s in styles_of(cfg) or [cfg_dict(cfg.style)]]
+    names = [str(s["name"]) for s in styles]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    require(not repeated, "styles", f"name a style twice: {', '.join(repeated)}")
+    model, loss = cfg_dict(cfg.model), cfg_dict(cfg.loss)
+    check_number(cfg.lr, "lr", 0, strict=True)
+    schedule, warmup = cfg.get("lr_schedule", "constant"), cfg.get("lr_warmup", 0)
+    require(
+        schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}, got {schedule!r}"
+    )
+    check_number(warmup, "lr_warmup", 0, integer=True)
+    temporal = cfg_dict(cfg.temporal)
+    known = ["weight", *(f.name for f in fields(MotionRange))]
+    unknown = sorted(set(temporal) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"temporal.{unknown[0]}", f"is not a setting; the settings are {', '.join(known)}"
+        )
+    for key, value in temporal.items():
+        check_number(value, f"temporal.{key}", 0)
+    add_to = cfg.get("add_to")
+    base_names: list[str] = []
+    if add_to:
+        require(Path(str(add_to)).is_file(), "add_to", f"{add_to} does not exist")
+        with settings_of("add_to"):
+            net, base_meta = ckpt_format.load_with_metadata(add_to)
+        base_names = ckpt_format.style_names(base_meta)
+        taken = sorted(set(names) & set(base_names))
+        require(
+            not taken,
+            "add_to",
+            f"{add_to} already holds {', '.join(taken)}; give the new style another name",
+        )
+        model = {**net.settings(), "num_styles": net.num_styles + len(names)}
+        net.train().add_styles(len(names))
+        train_only_rows(net, len(base_names))
+    else:
+        if len(styles) > 1:
+            model = {**model, "num_styles": len(styles)}
+        with settings_of("model"):
+            net = TransformerNet(**model)
+    # What the checkpoint keeps. One style, not added to a base: the layout of the first
+    # releases (one style mapping, no num_styles); settings at their defaults are left out,
+    # so checkpoints of runs without them stay as they were.
+    several = bool(add_to) or len(styles) > 1
+    settings: dict[str, Any] = {
+        "style": styles if several else styles[0],
+        "model": model,
+        "loss": loss,
+        "lr": cfg.lr,
+    }
+    if add_to:
+        settings["base"] = str(add_to)
+    if temporal["weight"]:
+        settings["temporal"] = temporal
+    if schedule != "constant" or warmup:
+        settings["lr_schedule"], settings["lr_warmup"] = schedule, int(warmup)
+    terms = []
+    if temporal["weight"]:
+        motion = MotionRange(*(float(temporal[k]) for k in ("shift", "rotate", "zoom", "noise")))
+        terms.append(StabilityTerm(float(temporal["weight"]), motion))
+    return StyleTransferModule(
+        net,
+        style_loss(styles, loss),  # the paintings (maybe downloads) and the VGG, last
+        settings,
+        base_names + names,
+        len(names),
+        Optimiser(float(cfg.lr), schedule, int(warmup)),
+        terms,
+    )
+
+
+def cfg_dict(node: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
 def build(
     cfg: DictConfig, out_dir: Path, run: Run | None = None
 ) -> tuple[StyleTransferModule, ContentDataModule, pl.Trainer]:
@@ -194,19 +291,7 @@ def build(
             **OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed
         )
     run = run or resolve(cfg, out_dir)
-    add_to = cfg.get("add_to")
-    if add_to:
-        require(Path(str(add_to)).is_file(), "add_to", f"{add_to} does not exist")
-    module = StyleTransferModule(
-        style=styles_of(cfg) or OmegaConf.to_container(cfg.style, resolve=True),
-        model=OmegaConf.to_container(cfg.model, resolve=True),
-        loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        lr=cfg.lr,
-        lr_schedule=cfg.get("lr_schedule", "constant"),
-        lr_warmup=cfg.get("lr_warmup", 0),
-        temporal=OmegaConf.to_container(cfg.temporal, resolve=True) if "temporal" in cfg else None,
-        base=str(add_to) if add_to else None,
-    )
+    module = build_module(cfg)
     # Last, once every other setting is known to be good, and long before the first
     # checkpoint: a folder that cannot be written would otherwise lose the whole run.
     check_writable_folder(run.folder, "checkpoint_dir")

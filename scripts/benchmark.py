@@ -51,19 +51,13 @@ def device_sync(device: torch.device) -> Callable[[], None]:
 def bench_training(args, device: torch.device) -> dict:
     """Lightning (the real StyleTransferModule + Trainer) vs a bare loop of the same math."""
     import pytorch_lightning as pl
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from fastnst.module import StyleTransferModule
+    from torch.utils.data import DataLoader
 
     size, batch, steps = args.train_size, args.batch, args.repeats + 2
     torch.manual_seed(0)
     images = torch.rand(steps * batch, 3, size, size)
-    loader = DataLoader(TensorDataset(images), batch_size=batch)
+    loader = DataLoader(images, batch_size=batch)  # batches of images, as the data module's
     style = str(args.style)
-
-    class Module(StyleTransferModule):
-        def training_step(self, batch, batch_idx):
-            return super().training_step(batch[0], batch_idx)
 
     class Clock(pl.Callback):
         def __init__(self) -> None:
@@ -87,16 +81,16 @@ def bench_training(args, device: torch.device) -> dict:
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, log_every_n_steps=50, callbacks=[clock],
         )  # fmt: skip
-        trainer.fit(Module(style, loss={"vgg_weights": "random"}), loader)
+        trainer.fit(training_module(style), loader)
         return gaps(clock.marks)
 
     def run_bare(variant: str) -> list[float]:
-        module = StyleTransferModule(style, loss={"vgg_weights": "random"}).to(device)
+        module = training_module(style).to(device)
         module.log = module.log_dict = lambda *a, **k: None  # same math, no Trainer
         optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)
         dtype = torch.bfloat16 if variant == "bf16" else torch.float16
         marks = []
-        for (x,) in loader:
+        for x in loader:
             x = x.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=dtype, enabled=variant != "fp32"):
@@ -128,7 +122,7 @@ def bench_training(args, device: torch.device) -> dict:
     # FLOPs of one training step (fwd + bwd), counted by torch, against a measured matmul peak.
     from torch.utils.flop_counter import FlopCounterMode
 
-    module = StyleTransferModule(style, loss={"vgg_weights": "random"}).to(device)
+    module = training_module(style).to(device)
     module.log = module.log_dict = lambda *a, **k: None
     x = images[:batch].to(device)
     with FlopCounterMode(display=False) as counter:
@@ -280,30 +274,40 @@ def bench_inference(args, device: torch.device) -> dict:
 # ----------------------------------------------------------------------- demo-sized training
 # The networks and loss networks compared by the "models" section: (model kwargs, loss kwargs,
 # temporal settings).
-SMALL = {"base_channels": 16, "num_residual_blocks": 3}
 MODEL_VARIANTS = {
-    "small+vgg16": (SMALL, {"network": "vgg16"}, None),
+    "small+vgg16": ["model=small", "loss.network=vgg16"],
     # The demo's network with the video stability term (one more forward and backward of the
     # network, none of the VGG).
-    "small+vgg16+temporal": (SMALL, {"network": "vgg16"}, {"weight": 100.0}),
-    "johnson+vgg16": ({}, {"network": "vgg16"}, None),
-    "johnson+vgg19": ({}, {"network": "vgg19"}, None),
+    "small+vgg16+temporal": ["model=small", "loss.network=vgg16", "temporal.weight=100"],
+    "johnson+vgg16": ["model=johnson", "loss.network=vgg16"],
+    "johnson+vgg19": ["model=johnson", "loss.network=vgg19"],
 }
+
+
+def training_module(style: str, *overrides: str):
+    """The training system python -m fastnst.train builds for ``style`` and ``overrides``,
+    against a random VGG (the arithmetic of the real one, without its weights file)."""
+    from hydra import compose, initialize_config_dir
+
+    from fastnst.jobs import CONF_DIR
+    from fastnst.train import build_module
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=[f"style.image={style}", "loss.vgg_weights=random", *overrides]
+        )
+    return build_module(cfg)
 
 
 def bench_models(args, device: torch.device) -> dict:
     """A bare training step at the demo's size (128 px, batch 4) for each network and loss
     network; the variants take turns, so machine noise hits all of them alike."""
-    from fastnst.module import StyleTransferModule
-
     size, batch = (32, 2) if args.quick else (128, 4)
     torch.manual_seed(0)
     x = torch.rand(batch, 3, size, size, device=device)
     steps = {}
-    for name, (model, loss, temporal) in MODEL_VARIANTS.items():
-        module = StyleTransferModule(
-            str(args.style), model=model, loss={**loss, "vgg_weights": "random"}, temporal=temporal
-        ).to(device)
+    for name, overrides in MODEL_VARIANTS.items():
+        module = training_module(str(args.style), *overrides).to(device)
         module.log = module.log_dict = lambda *a, **k: None
         optimizer = torch.optim.Adam(module.net.parameters(), lr=1e-3)
 

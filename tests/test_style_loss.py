@@ -34,9 +34,9 @@ def test_a_network_trained_with_scales_is_scored_against_its_own_targets(scaled_
     rebuilt, style = checkpoint_loss(ckpt)
     assert style["scales"] == [1.0, 0.5]
     # The targets training used: the module's own loss, built from the same settings.
-    from fastnst.module import StyleTransferModule
+    from fastnst.train import build_module
 
-    module = StyleTransferModule.load_from_checkpoint(ckpt, map_location="cpu")
+    module = build_module(cfg)
     for a, b in zip(_targets(rebuilt), _targets(module.loss), strict=True):
         assert torch.equal(a, b)
     # Not the targets of the painting at one scale (what the drifted copies computed).
