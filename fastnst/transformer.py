@@ -21,15 +21,34 @@ from fastnst.checks import check_number
 Moments = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and (biased) variance
 
 
+def _one_style_as_1d(module: nn.Module, state: dict, prefix: str, local_metadata: dict) -> None:
+    """state_dict hook: a one-style norm's 1 x C rows are written as C values."""
+    for name in ("weight", "bias"):
+        value = state.get(prefix + name)
+        if value is not None and value.dim() == 2 and value.shape[0] == 1:
+            state[prefix + name] = value[0]
+
+
+def _1d_as_one_style(state: dict, prefix: str, *args: object) -> None:
+    """load_state_dict pre-hook: C values (a one-style checkpoint) become the one row."""
+    for name in ("weight", "bias"):
+        value = state.get(prefix + name)
+        if value is not None and value.dim() == 1:
+            state[prefix + name] = value[None]
+
+
 class InstanceNorm(nn.Module):
     """Instance norm with a learned per-channel scale and shift, one pair per style.
 
-    With one style: the arithmetic and the state_dict keys (``weight``, ``bias``, each of
-    ``channels`` values) of ``nn.InstanceNorm2d(c, affine=True)``. With ``num_styles`` > 1 it
-    is conditional instance norm (Dumoulin, Shlens & Kudlur 2017): ``weight`` and ``bias`` hold
-    one row per style, and each image is scaled and shifted by the rows mixed by its style
-    weights (``mix``: N x num_styles or 1 x num_styles, rows summing to 1); a blend of styles
-    is a blend of these rows. Two abilities for code that runs the network piecewise:
+    Conditional instance norm (Dumoulin, Shlens & Kudlur 2017): ``weight`` and ``bias`` hold one
+    row per style (num_styles x channels), and each image is scaled and shifted by the rows
+    mixed by its style weights (``mix``: N x num_styles or 1 x num_styles, rows summing to 1);
+    a blend of styles is a blend of these rows. One style is the case of one row: the
+    arithmetic of ``nn.InstanceNorm2d(c, affine=True)``, and in the state_dict (checkpoints,
+    exports) its 1-D ``weight`` and ``bias``, converted where the state_dict is written and
+    read, so one-style checkpoints of every release load and are written as they were.
+
+    Two abilities for code that runs the network piecewise:
     :meth:`fixed_to` makes it use given statistics instead of the input's own (tiled
     inference, :mod:`fastnst.tiling`), and ``fixed_mix`` (set by
     :meth:`TransformerNet.styled`) is the mix used when none is passed.
@@ -47,22 +66,23 @@ class InstanceNorm(nn.Module):
         super().__init__()
         self.channels = channels
         self.eps = eps
-        # One style keeps nn.InstanceNorm2d's 1-D parameters: its checkpoints stay as they are.
-        shape = (channels,) if num_styles == 1 else (num_styles, channels)
-        self.weight = nn.Parameter(torch.ones(shape))
-        self.bias = nn.Parameter(torch.zeros(shape))
+        self.weight = nn.Parameter(torch.ones(num_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(num_styles, channels))
+        self._register_state_dict_hook(_one_style_as_1d)
+        self._register_load_state_dict_pre_hook(_1d_as_one_style)
         self.fixed_mean = None
         self.fixed_var = None
         self.fixed_mix = None
 
     @property
     def num_styles(self) -> int:
-        return 1 if self.weight.dim() == 1 else self.weight.shape[0]
+        return self.weight.shape[0]
 
     def forward(self, x: torch.Tensor, mix: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
         mean, var = self.fixed_mean, self.fixed_var
-        if self.weight.dim() == 1:
-            weight, bias = self.weight, self.bias
+        if self.weight.shape[0] == 1:  # one style: its row, whatever the mix
+            weight, bias = self.weight[0], self.bias[0]
+            mix = None
         else:
             if mix is None:
                 mix = self.fixed_mix
@@ -83,7 +103,7 @@ class InstanceNorm(nn.Module):
                 0.0,
                 self.eps,
             ).to(x.dtype)
-        if mix is not None and self.weight.dim() == 2:
+        if mix is not None:
             # Each image's scale and shift: its style weights times the styles' rows.
             mix = mix.to(self.weight)
             scale = (mix @ self.weight)[:, :, None, None]
@@ -103,8 +123,6 @@ class InstanceNorm(nn.Module):
     def add_styles(self, count: int) -> None:
         """Append ``count`` style rows, each starting as the mean of the existing ones."""
         weight, bias = self.weight.data, self.bias.data
-        if weight.dim() == 1:
-            weight, bias = weight[None], bias[None]
         self.weight = nn.Parameter(torch.cat([weight, weight.mean(0).expand(count, -1)]))
         self.bias = nn.Parameter(torch.cat([bias, bias.mean(0).expand(count, -1)]))
 

@@ -92,7 +92,9 @@ def test_a_multi_network_without_a_mix_is_refused_and_one_style_networks_are_unc
         seeded_multi_net()(torch.rand(1, 3, 16, 16), torch.ones(2))
     single = TransformerNet(8, 1)
     norm = single.encoder[0][2]
-    assert norm.weight.shape == (8,) and "num_styles" not in single.settings()
+    assert norm.weight.shape == (1, 8) and "num_styles" not in single.settings()
+    # ...and its checkpoint keeps nn.InstanceNorm2d's 1-D scale and shift.
+    assert all(v.dim() == 1 for k, v in single.state_dict().items() if k.endswith(".2.weight"))
     reference = torch.nn.InstanceNorm2d(8, affine=True)
     assert set(norm.state_dict()) == set(reference.state_dict())
 

@@ -55,7 +55,7 @@ def test_instance_norm_is_torchs_with_the_same_keys_and_can_take_fixed_statistic
     with ours.fixed_to((mean, var)):
         fixed = ours(x)
     expected = (x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + 1e-5)
-    expected = expected * ours.weight[:, None, None] + ours.bias[:, None, None]
+    expected = expected * ours.weight[0, :, None, None] + ours.bias[0, :, None, None]
     assert (fixed - expected).abs().max() < 1e-5
     assert torch.equal(ours(x), torchs(x))  # own statistics again after the block
 
