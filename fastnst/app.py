@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -434,6 +434,7 @@ def create_app(
     limits: Limits,
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
     any_address: bool = False,
+    ready: Callable[[], None] | None = None,
 ) -> Any:
     """The Starlette application: the page and its JSON API, behind :func:`_guard`.
 
@@ -575,6 +576,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        if ready is not None:
+            ready()
         yield
         # Stopping: let the photo being painted finish, start no other.
         await asyncio.get_running_loop().run_in_executor(
@@ -747,18 +750,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     any_address = args.host in ("0.0.0.0", "::", "")
     allowed = (*LOOPBACK_NAMES, *([] if any_address else [args.host]), *args.allow_host)
-    server = make_server(create_app(library, limits, allowed, any_address))
+    names = ", ".join(m.style for m in library.models.values())
+    print(f"fastnst-app: {len(library.models)} model(s) ({names}) on {device.type}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"fastnst-app: warning: listening on {args.host}: anyone who can reach this "
+            "machine can use the app",
+            file=sys.stderr,
+        )
+
+    def ready() -> None:  # printed once Ctrl-C is the server's to handle
+        print(f"fastnst-app: open {url_of(sock)} in a browser (Ctrl-C stops)", flush=True)
+
+    server = make_server(create_app(library, limits, allowed, any_address, ready))
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        names = ", ".join(m.style for m in library.models.values())
-        print(f"fastnst-app: {len(library.models)} model(s) ({names}) on {device.type}")
-        if args.host not in ("127.0.0.1", "localhost", "::1"):
-            print(
-                f"fastnst-app: warning: listening on {args.host}: anyone who can reach this "
-                "machine can use the app",
-                file=sys.stderr,
-            )
-        print(f"fastnst-app: open {url_of(sock)} in a browser (Ctrl-C stops)", flush=True)
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         print("fastnst-app: stopped (Ctrl-C)", file=sys.stderr)

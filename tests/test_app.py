@@ -611,7 +611,11 @@ def test_ctrl_c_and_sigterm_stop_the_app_in_one_line(tiny_checkpoint, sig, code,
         while "open http" not in app.stdout.readline():
             assert time.monotonic() < deadline and app.poll() is None, app.stderr.read()
         app.send_signal(getattr(signal, sig))
-        _, err = app.communicate(timeout=60)
+        try:
+            _, err = app.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            pytest.fail(f"the app did not stop on {sig}: {app.communicate()[1][-3000:]}")
     finally:
         app.kill()
     assert app.returncode == code, err
