@@ -686,7 +686,17 @@ def url_of(sock: socket.socket) -> str:
 
 
 def make_server(app: Any) -> Any:
+    """uvicorn's server for ``app``, remembering the first signal that stopped it
+    (``stopped_by``): uvicorn passes the signal on after shutting down, but whether that
+    reaches the caller as an exception depends on where asyncio is in its own shutdown."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.stopped_by = self.stopped_by or sig
+            super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
         app,
@@ -695,7 +705,7 @@ def make_server(app: Any) -> Any:
         lifespan="on",
         limit_concurrency=MAX_CONNECTIONS,
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -767,13 +777,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
-        print("fastnst-app: stopped (Ctrl-C)", file=sys.stderr)
-        return 130
+        server.stopped_by = server.stopped_by or signal.SIGINT
     except _Terminated:
-        print("fastnst-app: stopped (SIGTERM)", file=sys.stderr)
-        return 143
+        server.stopped_by = server.stopped_by or signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if server.stopped_by == signal.SIGTERM:
+        print("fastnst-app: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+    if server.stopped_by is not None:
+        print("fastnst-app: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
 
 
