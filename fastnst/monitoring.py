@@ -4,7 +4,6 @@ TensorBoard run that opens on the loss curves; and how it stops when asked to.""
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import threading
@@ -18,8 +17,6 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, TQDMProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
-
-from fastnst.files import written_atomically
 
 # Steps timed before the projection is printed (the first step, with its warm-up, excluded).
 PROJECT_AFTER = 10
@@ -183,9 +180,10 @@ class RunLogger(TensorBoardLogger):
 
 class CleanStop(Callback):
     """Ctrl-C or SIGTERM ends a run at the end of the step in progress, not inside it: the
-    run's resumable state is written to ``last.ckpt`` (atomically) and training stops, so
+    run's resumable state is written to ``last.ckpt`` and training stops, so
     ``resume=last`` goes on from exactly there. A second Ctrl-C stops at once (the step in
-    progress is lost; files being written are never left half-written by this module).
+    progress is lost; every checkpoint is written beside its place and renamed, so none is
+    left half-written).
 
     ``signal`` holds the signal that stopped the run (None otherwise)."""
 
@@ -220,14 +218,10 @@ class CleanStop(Callback):
         if not stop:
             return
         self.signal = self.signal or signal.SIGTERM
-        folder = Path(trainer.checkpoint_callback.dirpath)
-        writing = (
-            written_atomically(folder / "last.ckpt")
-            if trainer.is_global_zero
-            else contextlib.nullcontext(folder / "last.ckpt.other-rank")
-        )
-        with writing as partial:
-            trainer.save_checkpoint(partial, weights_only=False)
+        # Collective under DDP (rank 0 writes); the trainer's checkpoint writer
+        # (fastnst.train.AtomicCheckpointIO) writes it beside its place and renames it.
+        last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+        trainer.save_checkpoint(last, weights_only=False)
         trainer.should_stop = True
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

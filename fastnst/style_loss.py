@@ -147,20 +147,24 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
+def score(loss: PerceptualLoss, output: torch.Tensor, content: torch.Tensor) -> dict[str, float]:
+    """``output`` (clamped to [0, 1], as every tool saves it) scored by ``loss`` for the photo
+    ``content`` it was made from: its terms, their ``total``, and ``photo_style``, the style
+    term of the untouched photo."""
+    terms = {k: float(v) for k, v in loss(output.clamp(0, 1), content).items()}
+    return {**terms, "photo_style": float(loss(content, content)["style"])}
+
+
 def score_photos(
     forward: Forward, loss: PerceptualLoss, photos: Sequence[Path], size: int
 ) -> list[dict[str, Any]]:
-    """Each photo at long side ``size``, painted by ``forward`` (clamped to [0, 1], as every
-    tool saves it) and scored by ``loss``: its terms, their ``total``, and ``photo_style``,
-    the style term of the untouched photo."""
+    r"""Each photo at long side ``size``, painted by ``forward`` and :func:`score`\ d."""
     rows = []
     for photo in photos:
         content = load_image(photo, size).unsqueeze(0)
-        output = forward(content).clamp(0, 1)
-        terms = {k: float(v) for k, v in loss(output, content).items()}
-        rows.append(
-            {"photo": photo, **terms, "photo_style": float(loss(content, content)["style"])}
-        )
+        with torch.no_grad():
+            output = forward(content)
+        rows.append({"photo": photo, **score(loss, output, content)})
     return rows
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,25 +168,17 @@ def resolve(cfg: DictConfig, out_dir: Path) -> Run:
         ConfigError: ``resume`` names no checkpoint.
     """
     name = run_name(cfg)
-    folder = Path(cfg.checkpoint_dir) / name
-    resume = None
+    run = Run(name, Path(out_dir), Path(cfg.checkpoint_dir) / name,
+              Path(cfg.checkpoint_dir) / f"{name}.ckpt", resume=None)  # fmt: skip
     if cfg.get("resume") == "last":
-        resume = folder / "last.ckpt"
-        if not resume.is_file():
-            raise ConfigError("resume=last", f"no checkpoint at {resume} to resume from")
-    elif cfg.get("resume"):
-        resume = Path(cfg.resume)
-        if not resume.is_file():
-            raise ConfigError("resume", f"{resume} does not exist")
-    return Run(name, Path(out_dir), folder, Path(cfg.checkpoint_dir) / f"{name}.ckpt", resume)
-
-
-def _as_style(entry: Any) -> dict[str, Any]:
-    """A style entry: a mapping of the style group's keys, or a painting's path (named after
-    its file)."""
-    if isinstance(entry, Mapping):
-        return dict(entry)
-    return {"name": Path(str(entry)).stem, "image": str(entry)}
+        if not run.last.is_file():
+            raise ConfigError("resume=last", f"no checkpoint at {run.last} to resume from")
+        return replace(run, resume=run.last)
+    if cfg.get("resume"):
+        if not Path(cfg.resume).is_file():
+            raise ConfigError("resume", f"{cfg.resume} does not exist")
+        return replace(run, resume=Path(cfg.resume))
+    return run
 
 
 def build_module(cfg: DictConfig) -> StyleTransferModule:
@@ -198,13 +190,13 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
     Raises:
         ConfigError: a setting that cannot work, named by its config key.
     """
-    styles = [check_style(_as_style(s)) for s in styles_of(cfg) or [cfg_dict(cfg.style)]]
+    styles = [check_style(s) for s in styles_of(cfg) or [cfg_dict(cfg.style)]]
     names = [str(s["name"]) for s in styles]
     repeated = sorted({n for n in names if names.count(n) > 1})
     require(not repeated, "styles", f"name a style twice: {', '.join(repeated)}")
     model, loss = cfg_dict(cfg.model), cfg_dict(cfg.loss)
     check_number(cfg.lr, "lr", 0, strict=True)
-    schedule, warmup = cfg.get("lr_schedule", "constant"), cfg.get("lr_warmup", 0)
+    schedule, warmup = cfg.lr_schedule, cfg.lr_warmup
     require(
         schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}, got {schedule!r}"
     )
@@ -251,13 +243,12 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
     }
     if add_to:
         settings["base"] = str(add_to)
-    if temporal["weight"]:
-        settings["temporal"] = temporal
     if schedule != "constant" or warmup:
         settings["lr_schedule"], settings["lr_warmup"] = schedule, int(warmup)
     terms = []
     if temporal["weight"]:
-        motion = MotionRange(*(float(temporal[k]) for k in ("shift", "rotate", "zoom", "noise")))
+        settings["temporal"] = temporal
+        motion = MotionRange(**{f.name: float(temporal[f.name]) for f in fields(MotionRange)})
         terms.append(StabilityTerm(float(temporal["weight"]), motion))
     return StyleTransferModule(
         net,
@@ -287,9 +278,7 @@ def build(
     check_trainer(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     with settings_of("data"):
-        datamodule = ContentDataModule(
-            **OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed
-        )
+        datamodule = ContentDataModule(**cfg_dict(cfg.data), seed=cfg.seed)
     run = run or resolve(cfg, out_dir)
     module = build_module(cfg)
     # Last, once every other setting is known to be good, and long before the first
@@ -313,7 +302,7 @@ def build(
     callbacks: list[pl.Callback] = [checkpoints, ProjectedTime(), CleanStop()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StepProgressBar())
-    settings = OmegaConf.to_container(cfg.trainer, resolve=True)
+    settings = cfg_dict(cfg.trainer)
     settings["precision"], why = training_precision(
         settings.get("precision", "auto"), settings.get("accelerator")
     )
@@ -459,30 +448,36 @@ def train(cfg: DictConfig, out_dir: Path) -> Path:
 
 
 def _fit(run: Run, module, datamodule, trainer) -> Path:
-    last = run.last
     stop = next(c for c in trainer.callbacks if isinstance(c, CleanStop))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume)
     except NonFiniteLossError as exc:
-        where = f"; the last good checkpoint is {last} (resume=last)" if last.is_file() else ""
+        where = (
+            f"; the last good checkpoint is {run.last} (resume=last)" if run.last.is_file() else ""
+        )
         raise NonFiniteLossError(f"{exc}{where}") from None
     except OSError as exc:  # a checkpoint that could not be written: a full disk, a quota
-        steps = sorted(last.parent.glob("step*.ckpt"))
-        if last.is_file():
-            where = f"; the last complete checkpoint is {last} (resume=last, once there is room)"
-        elif steps:
+        if run.last.is_file():
+            where = (
+                f"; the last complete checkpoint is {run.last} (resume=last, once there is room)"
+            )
+        elif steps := sorted(run.folder.glob("step*.ckpt")):
             where = f"; the last complete checkpoint is {steps[-1]} (resume={steps[-1]})"
         else:
             where = ""
         raise CheckpointError(
-            f"could not write a checkpoint in {last.parent} "
-            f"({exc.strerror or first_line(exc)}){where}"
+            f"could not write a checkpoint in {run.folder} ({exc.strerror or first_line(exc)})"
+            f"{where}"
         ) from None
     except SystemExit:
         # Lightning ends fit with SystemExit on a second Ctrl-C (the step in progress is lost)
         # and on a SIGTERM before the first step.
         sigterm = trainer.received_sigterm or stop.signal == signal.SIGTERM
-        kept = f"; resume=last goes on from {last}" if last.is_file() else "; nothing was saved"
+        kept = (
+            f"; resume=last goes on from {run.last}"
+            if run.last.is_file()
+            else "; nothing was saved"
+        )
         raise Stopped(
             f"stopped at once at step {trainer.global_step} ({'SIGTERM' if sigterm else 'Ctrl-C'})"
             f"{kept}",
@@ -517,7 +512,7 @@ def _fit(run: Run, module, datamodule, trainer) -> Path:
         said = "Ctrl-C" if stop.signal == signal.SIGINT else "SIGTERM"
         raise Stopped(
             f"stopped at step {trainer.global_step} ({said}); go on with the same command and "
-            f"resume=last (from {last})",
+            f"resume=last (from {run.last})",
             130 if stop.signal == signal.SIGINT else 143,
         )
     return final

@@ -33,7 +33,7 @@ from fastnst.errors import FastnstError
 from fastnst.images import load_image
 from fastnst.optimize import optimize_image
 from fastnst.shipped import model_path
-from fastnst.style_loss import checkpoint_loss, checkpoint_settings, held_out_photos, score_photos
+from fastnst.style_loss import checkpoint_loss, checkpoint_settings, held_out_photos, score
 
 OPTIMIZERS = ("adam", "lbfgs")
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     for photo in photos:
         content = load_image(photo, args.size).unsqueeze(0)
         stylized, net_seconds = time_forward(net, content)
-        (scores,) = score_photos(lambda _photo, out=stylized: out, loss, [photo], args.size)
+        scores = score(loss, stylized, content)
         row: dict[str, Any] = {
             "photo": photo.name,
             "size": "x".join(str(s) for s in content.shape[-2:]),

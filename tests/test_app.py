@@ -75,16 +75,17 @@ class Server:
             urllib.request.ProxyHandler({}),
         )
 
-    def stylize(self, data: bytes, name: str, **query) -> dict:
-        """Upload, wait for the job to end; its last status."""
+    def stylize(self, data: bytes, name: str, session=None, **query) -> dict:
+        """Upload (in ``session``, or this server's default one), wait for the job to end;
+        its last status, or ``state: refused`` with the reply's code and error."""
         params = urllib.parse.urlencode({"model": "m0", "name": name, **query})
-        code, body = self.request(f"/api/stylize?{params}", data)
+        code, body = self.request(f"/api/stylize?{params}", data, session=session)
         reply = json.loads(body)
         if code != 200:
             return {"state": "refused", "code": code, **reply}
         deadline = time.monotonic() + 120
         while True:
-            status = json.loads(self.request(f"/api/jobs/{reply['id']}")[1])
+            status = json.loads(self.request(f"/api/jobs/{reply['id']}", session=session)[1])
             if status["state"] in ("done", "error"):
                 return status
             assert time.monotonic() < deadline
@@ -215,6 +216,15 @@ def test_finished_results_are_freed_after_their_time(server, monkeypatch):
     assert server.request(f"/api/jobs/{status['id']}")[0] == 404
 
 
+def _wait(condition, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
 def _slow_upload(url: str, name: str) -> socket.socket:
     """A POST that declares 100 kB and sends 10 bytes of it, then nothing: a slow client."""
     host = urllib.parse.urlsplit(url).netloc
@@ -227,13 +237,6 @@ def _slow_upload(url: str, name: str) -> socket.socket:
     return sock
 
 
-def _wait_for(condition, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 def test_a_full_queue_answers_503_and_stalled_uploads_are_dropped(
     tiny_checkpoint, tmp_path, monkeypatch
 ):
@@ -244,7 +247,7 @@ def test_a_full_queue_answers_503_and_stalled_uploads_are_dropped(
     slow = []
     try:
         slow = [_slow_upload(srv.url, f"slow{i}.jpg") for i in range(4)]
-        _wait_for(lambda: worker.busy == 4)
+        _wait(lambda: worker.busy == 4)
         refused = srv.stylize(PHOTO.read_bytes(), "fifth.jpg", size=64)
         assert refused["code"] == 503 and "busy" in refused["error"], refused
         assert "fifth.jpg" in refused["error"]
@@ -253,7 +256,7 @@ def test_a_full_queue_answers_503_and_stalled_uploads_are_dropped(
         # The stalled uploads are dropped (408), their places and files freed.
         for sock in slow:
             assert b" 408 " in sock.recv(4096).split(b"\r\n")[0]
-        _wait_for(lambda: worker.busy == 0)
+        _wait(lambda: worker.busy == 0)
         assert not list(tmp_path.glob("fastnst-upload-*"))
         assert srv.stylize(PHOTO.read_bytes(), "later.jpg", size=64)["state"] == "done"
     finally:
@@ -269,15 +272,8 @@ def test_twenty_parallel_uploads_are_painted_or_told_busy(tiny_checkpoint):
     results: list[dict] = []
 
     def one(i: int) -> None:
-        client = Server.new_session()
-        params = urllib.parse.urlencode({"model": "m0", "name": f"p{i}.jpg", "size": 96})
-        code, body = srv.request(f"/api/stylize?{params}", photo, session=client)
-        reply = json.loads(body)
-        while code == 200 and reply["state"] not in ("done", "error"):
-            time.sleep(0.05)
-            code, body = srv.request(f"/api/jobs/{reply['id']}", session=client)
-            reply = json.loads(body)
-        results.append({"code": code, **reply})
+        reply = srv.stylize(photo, f"p{i}.jpg", session=Server.new_session(), size=96)
+        results.append({"code": reply.get("code", 200), **reply})
 
     try:
         threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
@@ -445,15 +441,6 @@ def browser(tmp_path_factory):
     driver.downloads = downloads
     yield driver
     driver.quit()
-
-
-def _wait(condition, seconds: float = 60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting in the browser")
 
 
 def test_in_a_browser_upload_paint_download(server, browser, tiny_checkpoint, tmp_path):
