@@ -225,6 +225,8 @@ def write_release(source: str | Path, dest: str | Path, recipe: dict[str, Any]) 
     if loss.get("vgg_weights") not in (None, "imagenet", "random"):
         loss["vgg_weights"] = Path(str(loss["vgg_weights"])).name
     hparams["loss"] = loss
+    if hparams.get("init"):
+        hparams["init"] = Path(str(hparams["init"])).name
     release = {"format": RELEASE_FORMAT, "storage": "float16", **recipe}
     bad = _bad_release(release)
     if bad:

@@ -35,6 +35,7 @@ PATH_SETTINGS = (
     "checkpoint_dir",
     "resume",
     "add_to",
+    "init",
     "data.root",
     "data.val_root",
     "data.cache_dir",

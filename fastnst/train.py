@@ -32,6 +32,7 @@ from fastnst.jobs import CONF_DIR, expand_paths, run_job
 from fastnst.module import LR_SCHEDULES, Optimiser, StyleTransferModule, train_only_rows
 from fastnst.monitoring import CleanStop, ProjectedTime, RunLogger, StepProgressBar
 from fastnst.motion import MotionRange, StabilityTerm
+from fastnst.shipped import model_path
 from fastnst.style_loss import check_style, style_loss
 from fastnst.text import printable
 from fastnst.transformer import TransformerNet
@@ -181,6 +182,25 @@ def resolve(cfg: DictConfig, out_dir: Path) -> Run:
     return run
 
 
+def _initial_network(init: str, count: int) -> TransformerNet:
+    """The network of ``init`` (a checkpoint, or a shipped model's name) to start training
+    from: its own architecture and weights; a one-style network gives every one of ``count``
+    styles its norms' rows."""
+    path = model_path(init)
+    with settings_of("init"):
+        net, _ = ckpt_format.load_network(path)
+    shape = f"{net.base_channels} base channels, {net.num_residual_blocks} residual blocks"
+    print(f"Starting from the network of {path} ({shape}; the model group is not used)")
+    if net.num_styles == 1 and count > 1:
+        net.add_styles(count - 1)
+    require(
+        net.num_styles == count,
+        "init",
+        f"{init} holds {net.num_styles} styles; this run trains {count}",
+    )
+    return net.train()
+
+
 def build_module(cfg: DictConfig) -> StyleTransferModule:
     """The training system of a config: its network (new, or an ``add_to`` base with room for
     the new styles and only their rows training), its loss (the paintings' targets), the
@@ -211,6 +231,7 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
     for key, value in temporal.items():
         check_number(value, f"temporal.{key}", 0)
     add_to = cfg.get("add_to")
+    require(not (add_to and cfg.get("init")), "init", "and add_to cannot be given together")
     base_names: list[str] = []
     if add_to:
         require(Path(str(add_to)).is_file(), "add_to", f"{add_to} does not exist")
@@ -226,6 +247,9 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
         model = {**net.settings(), "num_styles": net.num_styles + len(names)}
         net.train().add_styles(len(names))
         train_only_rows(net, len(base_names))
+    elif cfg.get("init"):
+        net = _initial_network(str(cfg.init), len(styles))
+        model = net.settings()
     else:
         if len(styles) > 1:
             model = {**model, "num_styles": len(styles)}
@@ -243,6 +267,8 @@ def build_module(cfg: DictConfig) -> StyleTransferModule:
     }
     if add_to:
         settings["base"] = str(add_to)
+    if cfg.get("init"):
+        settings["init"] = str(cfg.init)
     if schedule != "constant" or warmup:
         settings["lr_schedule"], settings["lr_warmup"] = schedule, int(warmup)
     terms = []

@@ -3,7 +3,8 @@
     python scripts/release_models.py --runs /path/to/checkpoint_dir [--names starry_night ...]
 
 For each painting of PAINTINGS it reads ``<runs>/<name>.ckpt`` (the finished model of
-``python -m fastnst.train ... checkpoint_dir=<runs> name=<name>``), writes the release file
+``python -m fastnst.train ... checkpoint_dir=<runs> name=<name>``; a run started with init= from
+an earlier release counts that release's steps, minutes and command first), writes the release file
 (:func:`fastnst.checkpoint.write_release`: float16 weights, metadata, no optimiser state) to
 ``checkpoints/<name>.pt``, and prints its size and what float16 storage changes: the largest
 difference, in 8-bit levels, between the network's output with its float32 and its float16
@@ -57,6 +58,36 @@ def training_command(name: str, p1: int, p2: int) -> str:
     return " && ".join(f"{common} {phase.format(p1=p1, p2=p2)}" for phase in PHASES)
 
 
+# A third phase (P3 of scripts/train_shipped.sh): more steps at 256 px with a new optimiser,
+# starting from phase 2's model.
+CONTINUED = (
+    "checkpoint_dir=<runs>/p3 init=<runs>/{name}.ckpt data.image_size=256 "
+    "trainer.max_steps={p3} lr_warmup=20"
+)
+
+
+def continued(name: str, source: Path, recipe: dict) -> dict:
+    """The recipe of a run started (init=) from a shipped release: that release's steps,
+    minutes and command followed by this run's."""
+    hparams = torch.load(source, map_location="cpu", weights_only=True)["hyper_parameters"]
+    init = hparams.get("init")
+    if not init:
+        return recipe
+    before = torch.load(init, map_location="cpu", weights_only=True)["fastnst"].get("release")
+    if not before:
+        raise SystemExit(f"error: {source} started from {init}, which is not a release file")
+    command = training_command(name, 0, 0).split(" && ")[0]
+    phase3 = CONTINUED.format(name=name, p3=recipe["steps"])
+    recipe = {
+        **recipe,
+        "command": f"{before['command']} && {command} {phase3}",
+        "steps": before["steps"] + recipe["steps"],
+    }
+    if "minutes" in recipe and "minutes" in before:
+        recipe["minutes"] = round(before["minutes"] + recipe["minutes"], 1)
+    return recipe
+
+
 def float16_levels(source: Path, photos: list[Path]) -> int:
     """Largest output difference in 8-bit levels between float32 and float16 weights."""
     net, _ = load_network(source)
@@ -103,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if name in minutes:
             recipe["minutes"] = minutes[name]
+        recipe = continued(name, source, recipe)
         dest = write_release(source, args.out / f"{name}.pt", recipe)
         levels = float16_levels(source, photos)
         print(
