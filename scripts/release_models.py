@@ -47,22 +47,26 @@ PHASES = (
 )
 
 
-def training_command(name: str, p1: int, p2: int) -> str:
-    common = (
+def _command(name: str) -> str:
+    return (
         f"python -m fastnst.train style.name={name} style.image=<shared>/data/styles/{name}.jpg "
         "style.weight=3.0 data.root=<shared>/data/coco/train2017 "
         "data.val_root=<shared>/data/content loss.network=vgg16 "
         "loss.vgg_weights=<shared>/models/vgg16_features.pth trainer.precision=bf16-mixed "
         f"lr=1e-3 checkpoint_dir=<runs> name={name}"
     )
+
+
+def training_command(name: str, p1: int, p2: int) -> str:
+    common = _command(name)
     return " && ".join(f"{common} {phase.format(p1=p1, p2=p2)}" for phase in PHASES)
 
 
-# A third phase (P3 of scripts/train_shipped.sh): more steps at 256 px with a new optimiser,
-# starting from phase 2's model.
+# A third phase (P3 of scripts/train_shipped.sh): more steps at 256 px with a new optimiser and
+# a cosine-annealed learning rate, starting from phase 2's model.
 CONTINUED = (
     "checkpoint_dir=<runs>/p3 init=<runs>/{name}.ckpt data.image_size=256 "
-    "trainer.max_steps={p3} lr_warmup=20"
+    "trainer.max_steps={p3} lr_schedule=cosine lr_warmup=10"
 )
 
 
@@ -76,7 +80,7 @@ def continued(name: str, source: Path, recipe: dict) -> dict:
     before = torch.load(init, map_location="cpu", weights_only=True)["fastnst"].get("release")
     if not before:
         raise SystemExit(f"error: {source} started from {init}, which is not a release file")
-    command = training_command(name, 0, 0).split(" && ")[0]
+    command = _command(name)
     phase3 = CONTINUED.format(name=name, p3=recipe["steps"])
     recipe = {
         **recipe,

@@ -8,7 +8,8 @@
 # SHARED/data/content; phase 1 at 128 px for P1 steps, then the same run continued at 256 px
 # up to P2 steps. Rerun it to resume: finished phases are skipped, a phase that was
 # stopped resumes from its last.ckpt. STYLES, P1 and P2 may be set in the environment.
-# P3 > 0 adds a third phase: P3 more steps at 256 px with a new optimiser (20 warm-up steps),
+# P3 > 0 adds a third phase: P3 more steps at 256 px with a new optimiser, the learning rate
+# warmed up over 10 steps and annealed to 0 (cosine),
 # starting (init=) from a copy of phase 2's model, RUNS/<name>.ckpt, or where that is not
 # there (the runs of an earlier machine), of the shipped release checkpoints/<name>.pt; its
 # model is RUNS/p3/<name>.ckpt. P3 alone (with P1=0 P2=0) runs only this phase.
@@ -54,7 +55,7 @@ for s in $STYLES; do
   fi
   resume=""; [ -f "$RUNS/p3/$s/last.ckpt" ] && resume="resume=last"
   $PY -m fastnst.train $(common "$s") checkpoint_dir="$RUNS/p3" init="$from" \
-    data.image_size=256 trainer.max_steps="$P3" lr_warmup=20 $resume \
+    data.image_size=256 trainer.max_steps="$P3" lr_schedule=cosine lr_warmup=10 $resume \
     && touch "$RUNS/$s.p3.done"
 done
 if [ "$P3" -gt 0 ]; then
