@@ -70,21 +70,24 @@ CONTINUED = (
 )
 
 
-def continued(name: str, source: Path, recipe: dict) -> dict:
-    """The recipe of a run started (init=) from a shipped release: that release's steps,
-    minutes and command followed by this run's."""
-    hparams = torch.load(source, map_location="cpu", weights_only=True)["hyper_parameters"]
-    init = hparams.get("init")
+def continued(name: str, init: str | None, recipe: dict, phase1_steps: int) -> dict:
+    """The recipe of a run started (init=) from an earlier model: that model's steps,
+    minutes and command (from its release record, or for phase 2's training checkpoint, the
+    two phases' command) followed by this run's."""
     if not init:
         return recipe
-    before = torch.load(init, map_location="cpu", weights_only=True)["fastnst"].get("release")
+    start = torch.load(init, map_location="cpu", weights_only=True)
+    before = start["fastnst"].get("release")
     if not before:
-        raise SystemExit(f"error: {source} started from {init}, which is not a release file")
-    command = _command(name)
+        steps = int(start["global_step"])
+        before = {
+            "command": training_command(name, min(phase1_steps, steps), steps),
+            "steps": steps,
+        }
     phase3 = CONTINUED.format(name=name, p3=recipe["steps"])
     recipe = {
         **recipe,
-        "command": f"{before['command']} && {command} {phase3}",
+        "command": f"{before['command']} && {_command(name)} {phase3}",
         "steps": before["steps"] + recipe["steps"],
     }
     if "minutes" in recipe and "minutes" in before:
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if not source.is_file():
             print(f"{name}: no {source}; skipped", file=sys.stderr)
             continue
-        steps = int(torch.load(source, map_location="cpu", weights_only=True)["global_step"])
+        trained = torch.load(source, map_location="cpu", weights_only=True)
+        steps = int(trained["global_step"])
         title, artist, licence = PAINTINGS[name]
         recipe = {
             "painting": f"{name}.jpg",
@@ -138,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if name in minutes:
             recipe["minutes"] = minutes[name]
-        recipe = continued(name, source, recipe)
+        init = trained["hyper_parameters"].get("init")
+        recipe = continued(name, init, recipe, args.phase1_steps)
         dest = write_release(source, args.out / f"{name}.pt", recipe)
         levels = float16_levels(source, photos)
         print(

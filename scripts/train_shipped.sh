@@ -59,7 +59,8 @@ for s in $STYLES; do
     && touch "$RUNS/$s.p3.done"
 done
 if [ "$P3" -gt 0 ]; then
-  $PY scripts/release_models.py --runs "$RUNS/p3" --photos "$SHARED/data/content"
+  phase1=""; [ "$P1" -gt 0 ] && phase1="--phase1-steps $P1"
+  $PY scripts/release_models.py --runs "$RUNS/p3" $phase1 --photos "$SHARED/data/content"
 else
   $PY scripts/release_models.py --runs "$RUNS" --phase1-steps "$P1" --photos "$SHARED/data/content"
 fi
