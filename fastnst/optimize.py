@@ -83,6 +83,7 @@ def optimize_image(
     on_log: StepCallback | None = None,
     progress: bool = True,
     stop_below: float | None = None,
+    min_steps: int = 0,
 ) -> Result:
     """Optimise an image against ``loss`` for ``steps`` updates.
 
@@ -98,6 +99,9 @@ def optimize_image(
         lr: learning rate (default: 0.02 for Adam, 1.0 for L-BFGS).
         stop_below: stop as soon as a logged step's total loss is at or below this (the last
             record is then that step's, and ``Result.image`` that step's image).
+        min_steps: with ``stop_below``, stop no earlier than after this many updates (the
+            records then hold both: the first step at or below ``stop_below``, and the loss
+            after ``min_steps`` updates).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -153,7 +157,8 @@ def optimize_image(
         elapsed += took
         if logged is not None:
             log(step, closure.terms, logged)  # type: ignore[attr-defined]
-            if stop_below is not None and result.history[-1].terms["total"] <= stop_below:
+            below = stop_below is not None and result.history[-1].terms["total"] <= stop_below
+            if below and step >= min_steps:
                 # The image after `step` updates is good enough: the update just made went
                 # past it, so neither it nor its time counts.
                 result.history[-1].seconds = elapsed - took

@@ -88,6 +88,34 @@ def test_stop_below_ends_at_the_first_step_that_reaches_the_loss(loss, content):
     assert stopped.history[-1].seconds == stopped.history[-2].seconds
 
 
+def test_min_steps_goes_on_past_the_first_step_that_reaches_the_loss(loss, content):
+    full = optimize_image(loss, content, steps=8, optimizer="lbfgs", progress=False)
+    totals = [r.terms["total"] for r in full.history]
+    target = max(totals[2], totals[6])  # reached by step 2, and again at step 6
+    first = next(i for i, t in enumerate(totals) if t <= target)
+    assert first <= 2
+    longer = optimize_image(
+        loss, content, steps=8, optimizer="lbfgs", progress=False, stop_below=target, min_steps=6
+    )
+    # It stops at step 6 (not at `first`, not at 8), and its records up to there are the
+    # unstopped run's: scripts/quality.py reads both the first step and the total at 6 from them.
+    assert [r.step for r in longer.history] == list(range(7))
+    for record, expected in zip(longer.history, totals, strict=False):
+        assert record.terms["total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_quality_first_reaching_counts_the_updates_that_made_the_image():
+    from quality import first_reaching
+
+    from fastnst.optimize import Record
+
+    # Record t: the image after t updates, with the seconds of t + 1 updates (the one after it).
+    history = [Record(t, {"total": 5.0 - t}, seconds=1.5 * (t + 1)) for t in range(5)]
+    assert first_reaching(history, 2.5) == (3, 4.5)  # 3 updates made it: 3 x 1.5 s
+    assert first_reaching(history, 5.0) == (0, 0.0)
+    assert first_reaching(history, 0.5) == (None, 7.5)
+
+
 def test_logged_terms_belong_to_the_logged_image(loss, content):
     # The terms recorded for step t are those of the image handed to the callback for step t.
     images = {}
