@@ -33,7 +33,7 @@ from common import HELD_OUT
 
 from fastnst.checkpoint import load_network
 from fastnst.errors import FastnstError
-from fastnst.images import load_image
+from fastnst.images import load_image, save_image
 from fastnst.optimize import optimize_image
 from fastnst.shipped import model_path
 from fastnst.style_loss import checkpoint_loss, checkpoint_settings, held_out_photos, score
@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> None:
         default=50,
         help="L-BFGS also runs this many steps, for its total there (the shipped models' bar)",
     )
+    parser.add_argument(
+        "--save-images",
+        action="store_true",
+        help="also write each photo's network output and L-BFGS image after --bar-steps (PNG)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
             "net_total": scores["total"],
             "net_seconds": net_seconds,
         }
+        if args.save_images:
+            args.out.mkdir(parents=True, exist_ok=True)
+            save_image(stylized[0].clamp(0, 1), args.out / f"{photo.stem}_network.png")
         runs = []
         for init in dict.fromkeys(args.init):
             for optimizer in OPTIMIZERS:
@@ -148,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
                     row[f"{key}_bar_total"] = result.history[bar].terms["total"]
                     row[f"{key}_bar_seconds"] = result.history[bar - 1].seconds
                     text += f" (total after {bar}: {row[f'{key}_bar_total']:.3f})"
+                    if args.save_images and result.history[-1].step == bar:
+                        # Stopped at the bar: the image is the one after `bar` updates.
+                        save_image(result.image[0], args.out / f"{photo.stem}_{key}{bar}.png")
                 runs.append(text)
         rows.append(row)
         print(
