@@ -138,6 +138,14 @@ def main(argv: list[str] | None = None) -> None:
             for optimizer in OPTIMIZERS:
                 key = run_key(optimizer, init)
                 bar = args.bar_steps if optimizer == "lbfgs" else 0
+                at_bar: dict[int, torch.Tensor] = {}  # the image after `bar` updates
+
+                def keep(
+                    step: int, terms: dict, image: torch.Tensor, bar=bar, at_bar=at_bar
+                ) -> None:
+                    if step == bar:
+                        at_bar[step] = image.clone()
+
                 result = optimize_image(
                     loss,
                     content,
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
                     progress=False,
                     stop_below=scores["total"],
                     min_steps=bar,
+                    on_log=keep if args.save_images and bar else None,
                 )
                 steps, seconds = first_reaching(result.history, scores["total"])
                 row[f"{key}_steps"] = steps if steps is not None else f">{result.history[-1].step}"
@@ -156,9 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                     row[f"{key}_bar_total"] = result.history[bar].terms["total"]
                     row[f"{key}_bar_seconds"] = result.history[bar - 1].seconds
                     text += f" (total after {bar}: {row[f'{key}_bar_total']:.3f})"
-                    if args.save_images and result.history[-1].step == bar:
-                        # Stopped at the bar: the image is the one after `bar` updates.
-                        save_image(result.image[0], args.out / f"{photo.stem}_{key}{bar}.png")
+                    if args.save_images:
+                        save_image(at_bar[bar][0], args.out / f"{photo.stem}_{key}{bar}.png")
                 runs.append(text)
         rows.append(row)
         print(
