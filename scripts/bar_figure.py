@@ -19,7 +19,8 @@ import argparse
 import csv
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+from stack_figures import stack_rows
 
 LABEL_HEIGHT = 18
 
@@ -50,6 +51,17 @@ def rows_of(folder: Path) -> list[tuple[str, list[tuple[Path, str]]]]:
     return rows
 
 
+def side_by_side(images: list[Image.Image], gap: int = 4) -> Image.Image:
+    strip = Image.new(
+        "RGB", (sum(i.width for i in images) + gap * (len(images) - 1), images[0].height), "white"
+    )
+    x = 0
+    for im in images:
+        strip.paste(im, (x, 0))
+        x += im.width + gap
+    return strip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="quality.py --save-images folders")
@@ -58,30 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     rows = [r for folder in args.runs for r in rows_of(folder)]
-    font = ImageFont.load_default()
     strips = []
-    for label, cells in rows:
-        images = []
+    for _, cells in rows:
+        captioned = []
         for path, caption in cells:
             im = Image.open(path).convert("RGB")
-            im = im.resize((round(im.width * args.height / im.height), args.height))
-            framed = Image.new("RGB", (im.width, im.height + LABEL_HEIGHT), "white")
-            framed.paste(im, (0, LABEL_HEIGHT))
-            ImageDraw.Draw(framed).text((4, 3), caption, fill="black", font=font)
-            images.append(framed)
-        width = sum(i.width for i in images) + 4 * (len(images) - 1)
-        strip = Image.new("RGB", (width, images[0].height + LABEL_HEIGHT), "white")
-        ImageDraw.Draw(strip).text((4, 3), label, fill="black", font=font)
-        x = 0
-        for im in images:
-            strip.paste(im, (x, LABEL_HEIGHT))
-            x += im.width + 4
-        strips.append(strip)
-    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
-    y = 0
-    for strip in strips:
-        sheet.paste(strip, (0, y))
-        y += strip.height
+            width = round(im.width * args.height / im.height)
+            captioned.append(stack_rows([im], [caption], width, line=LABEL_HEIGHT))
+        strips.append(side_by_side(captioned))
+    width = max(s.width for s in strips)
+    sheet = stack_rows(strips, [label for label, _ in rows], width, line=LABEL_HEIGHT)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out, quality=args.quality)
     print(f"{args.out}: {len(rows)} rows, {args.out.stat().st_size // 1024} KB")

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    args.init = list(dict.fromkeys(args.init))  # each start once, in the order given
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -114,7 +115,6 @@ def main(argv: list[str] | None = None) -> None:
     except FastnstError as exc:
         raise SystemExit(f"error: {exc} (a moved painting: --style FILE)") from None
     photos = held_out_photos(args.photos, args.max_photos)
-    limits = {"adam": args.adam_steps, "lbfgs": args.lbfgs_steps}
 
     rows: list[dict[str, Any]] = []
     for photo in photos:
@@ -133,41 +133,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.save_images:
             args.out.mkdir(parents=True, exist_ok=True)
             save_image(stylized[0].clamp(0, 1), args.out / f"{photo.stem}_network.png")
-        runs = []
-        for init in dict.fromkeys(args.init):
-            for optimizer in OPTIMIZERS:
-                key = run_key(optimizer, init)
-                bar = args.bar_steps if optimizer == "lbfgs" else 0
-                at_bar: dict[int, torch.Tensor] = {}  # the image after `bar` updates
-
-                def keep(
-                    step: int, terms: dict, image: torch.Tensor, bar=bar, at_bar=at_bar
-                ) -> None:
-                    if step == bar:
-                        at_bar[step] = image.clone()
-
-                result = optimize_image(
-                    loss,
-                    content,
-                    max(limits[optimizer], bar),
-                    optimizer,
-                    init=init,
-                    progress=False,
-                    stop_below=scores["total"],
-                    min_steps=bar,
-                    on_log=keep if args.save_images and bar else None,
-                )
-                steps, seconds = first_reaching(result.history, scores["total"])
-                row[f"{key}_steps"] = steps if steps is not None else f">{result.history[-1].step}"
-                row[f"{key}_seconds"] = seconds
-                text = f"{LABELS[optimizer]} from {FROM[init]} {row[f'{key}_steps']} steps"
-                if bar:
-                    row[f"{key}_bar_total"] = result.history[bar].terms["total"]
-                    row[f"{key}_bar_seconds"] = result.history[bar - 1].seconds
-                    text += f" (total after {bar}: {row[f'{key}_bar_total']:.3f})"
-                    if args.save_images:
-                        save_image(at_bar[bar][0], args.out / f"{photo.stem}_{key}{bar}.png")
-                runs.append(text)
+        runs = [
+            optimise(args, loss, content, scores["total"], optimizer, init, row, photo.stem)
+            for init in args.init
+            for optimizer in OPTIMIZERS
+        ]
         rows.append(row)
         print(
             f"{photo.name}: network style {row['net_style']:.3f} content {row['net_content']:.3f} "
@@ -185,14 +155,58 @@ def main(argv: list[str] | None = None) -> None:
     print(summary)
 
 
+def optimise(
+    args: argparse.Namespace,
+    loss,
+    content: torch.Tensor,
+    target: float,
+    optimizer: str,
+    init: str,
+    row: dict[str, Any],
+    stem: str,
+) -> str:
+    """One per-image optimisation of ``content`` from ``init`` until it reaches ``target``
+    (L-BFGS: and at least ``--bar-steps``); its figures go into ``row``, a line of text back."""
+    key = run_key(optimizer, init)
+    limit = args.adam_steps if optimizer == "adam" else args.lbfgs_steps
+    bar = args.bar_steps if optimizer == "lbfgs" else 0
+    at_bar: list[torch.Tensor] = []  # the image after `bar` updates, for --save-images
+
+    def keep(step: int, terms: dict, image: torch.Tensor) -> None:
+        if step == bar:
+            at_bar.append(image.clone())
+
+    result = optimize_image(
+        loss,
+        content,
+        max(limit, bar),
+        optimizer,
+        init=init,
+        progress=False,
+        stop_below=target,
+        min_steps=bar,
+        on_log=keep if args.save_images and bar else None,
+    )
+    steps, seconds = first_reaching(result.history, target)
+    row[f"{key}_steps"] = steps if steps is not None else f">{result.history[-1].step}"
+    row[f"{key}_seconds"] = seconds
+    text = f"{LABELS[optimizer]} from {FROM[init]} {row[f'{key}_steps']} steps"
+    if bar:
+        row[f"{key}_bar_total"] = result.history[bar].terms["total"]
+        row[f"{key}_bar_seconds"] = result.history[bar - 1].seconds
+        text += f" (total after {bar}: {row[f'{key}_bar_total']:.3f})"
+        if args.save_images:
+            save_image(at_bar[0][0], args.out / f"{stem}_{key}{bar}.png")
+    return text
+
+
 def first_reaching(history: list, total: float) -> tuple[int | None, float]:
     """The first step whose image is at or below ``total`` and the seconds of the updates that
     made it (a record's own seconds include the update after it); ``None`` and the seconds of
     the whole run when none is."""
     for record in history:
         if record.terms["total"] <= total:
-            made_by = history[record.step - 1].seconds if record.step > 0 else 0.0
-            return record.step, min(made_by, record.seconds)
+            return record.step, history[record.step - 1].seconds if record.step > 0 else 0.0
     return None, history[-1].seconds
 
 
@@ -226,7 +240,7 @@ def summarise(args, style_name: str, style: dict, loss: dict, rows: list[dict]) 
         f"| fast network | {med['net_style']:.3f} | {med['net_content']:.3f} | "
         f"{med['net_total']:.3f} | 1 forward pass | {net_s:.3f} |",
     ]
-    for init in dict.fromkeys(args.init):
+    for init in args.init:
         for optimizer in OPTIMIZERS:
             key = run_key(optimizer, init)
             seconds = med[f"{key}_seconds"]
@@ -237,7 +251,7 @@ def summarise(args, style_name: str, style: dict, loss: dict, rows: list[dict]) 
                 f"{seconds:.1f} ({seconds / net_s:.0f}× the network) |"
             )
     bars = []
-    for init in dict.fromkeys(args.init):
+    for init in args.init:
         key = run_key("lbfgs", init)
         if f"{key}_bar_total" not in rows[0]:
             continue

@@ -16,6 +16,26 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 
+def stack_rows(
+    rows: list[Image.Image], labels: list[str], width: int, title: str = "", line: int = 16
+) -> Image.Image:
+    """``rows`` one under another, each scaled to ``width`` under a ``line`` px line with its
+    label, below an optional ``title`` line."""
+    font = ImageFont.load_default()
+    scaled = [r.resize((width, round(r.height * width / r.width)), Image.LANCZOS) for r in rows]
+    top = line if title else 0
+    sheet = Image.new("RGB", (width, top + sum(r.height + line for r in scaled)), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((4, 2), title, fill="black", font=font)
+    y = top
+    for label, row in zip(labels, scaled, strict=True):
+        draw.text((4, y + 2), label, fill="black", font=font)
+        sheet.paste(row, (0, y + line))
+        y += row.height + line
+    return sheet
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", type=Path, nargs="+")
@@ -29,23 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     if len(labels) != len(args.images):
         parser.error(f"{len(labels)} labels for {len(args.images)} images")
 
-    font = ImageFont.load_default()
-    line = 16
-    rows = []
-    for path in args.images:
-        img = Image.open(path).convert("RGB")
-        height = round(img.height * args.width / img.width)
-        rows.append(img.resize((args.width, height), Image.LANCZOS))
-    top = line if args.title else 0
-    sheet = Image.new("RGB", (args.width, top + sum(r.height + line for r in rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    if args.title:
-        draw.text((4, 2), args.title, fill="black", font=font)
-    y = top
-    for label, row in zip(labels, rows, strict=True):
-        draw.text((4, y + 2), label, fill="black", font=font)
-        sheet.paste(row, (0, y + line))
-        y += row.height + line
+    rows = [Image.open(path).convert("RGB") for path in args.images]
+    sheet = stack_rows(rows, labels, args.width, title=args.title)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out, quality=args.quality, optimize=True)
     print(f"{args.out}: {sheet.width}x{sheet.height}, {args.out.stat().st_size // 1024} KB")
