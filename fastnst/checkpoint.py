@@ -33,6 +33,7 @@ import torch
 
 from fastnst.errors import CheckpointError, first_line
 from fastnst.files import written_atomically
+from fastnst.shipped import shipped_models
 from fastnst.text import printable
 from fastnst.transformer import TransformerNet
 
@@ -101,13 +102,29 @@ def load_with_metadata(
     """:func:`load_network`, returning the checkpoint's ``fastnst`` metadata instead of the
     style name."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a model file ({what_a_model_is()})")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    kind = _file_kind(path)
+    if kind == _NOT_TORCH:
+        raise CheckpointError(f"{path}: not a fastnst checkpoint ({kind})")
+    if kind is not None:
+        raise CheckpointError(f"{path}: {kind}, not a model ({what_a_model_is()})")
     _check_archive(path)
     try:
         ckpt: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file it cannot read
-        raise CheckpointError(f"{path}: not a fastnst checkpoint ({first_line(exc)})") from None
+        if "weights only" in str(exc).lower():
+            # torch's own message goes on to say how to load the file with weights_only=False,
+            # which would run whatever code the file holds: never pass that advice on.
+            raise CheckpointError(
+                f"{path}: refused: it holds pickled Python objects besides weights, which could "
+                "run code when loaded; fastnst reads only tensors and plain values"
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a fastnst checkpoint ({printable(first_line(exc), 200)})"
+        ) from None
     meta = ckpt.get("fastnst") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path}: not a fastnst checkpoint (no fastnst model in it)")
@@ -138,6 +155,12 @@ def load_with_metadata(
                 f"{path}: damaged fastnst checkpoint ({key} holds NaN or infinite values; "
                 "it would paint black images)"
             )
+    # The declared network is built (and its memory allocated) only once the file is known to
+    # hold every one of its tensors, shape for shape: a few bytes of settings must not ask for
+    # gigabytes that the file does not hold.
+    mismatch = _weights_mismatch(model or {}, state)
+    if mismatch:
+        raise CheckpointError(f"{path}: damaged fastnst checkpoint ({mismatch})")
     net = TransformerNet(**(model or {}))
     try:
         net.load_state_dict(state)
@@ -146,6 +169,77 @@ def load_with_metadata(
             f"{path}: damaged fastnst checkpoint ({printable(first_line(exc))})"
         ) from None
     return net.to(device).eval(), meta
+
+
+def what_a_model_is() -> str:
+    """What to give where a model goes, with the names of the shipped models."""
+    names = ", ".join(shipped_models()) or "none"
+    return (
+        f"the model comes first, then the photos: a shipped model's name ({names}) or a "
+        ".ckpt, .pt or .onnx file"
+    )
+
+
+_NOT_TORCH = "a file torch.save did not write"
+# The first bytes of the files people give in place of a model, and what they are.
+_MAGIC = (
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"GIF8", "a GIF image"),
+    (0, b"BM", "a BMP image"),
+    (0, b"II*\x00", "a TIFF image"),
+    (0, b"MM\x00*", "a TIFF image"),
+    (8, b"WEBP", "a WebP image"),
+    (8, b"AVI ", "an AVI video"),
+    (4, b"ftyp", "a video (MP4/MOV)"),
+    (0, b"\x1aE\xdf\xa3", "a video (Matroska/WebM)"),
+)
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a file given as a model is instead, from its first bytes: an image, a video, or
+    something torch.save did not write (neither a zip archive nor a pickle); None when it may
+    be a checkpoint."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    for offset, magic, kind in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return kind
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK") or head[0] == 0x80:  # torch's zip format, or a legacy pickle
+        return None
+    return _NOT_TORCH
+
+
+def _weights_mismatch(model: dict[str, Any], state: dict[str, torch.Tensor]) -> str | None:
+    """Why the weights in a file are not those of the network its settings declare, or None;
+    the declared network is laid out on the meta device, which allocates nothing."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in TransformerNet(**model).state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    if missing:
+        shown = printable(", ".join(missing[:3]), 120)
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return (
+            f"its settings declare a network of {len(expected)} tensors, and {len(missing)} "
+            f"of them are not in the file: {shown}{more}"
+        )
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        return f"it holds weights its network does not have: {printable(unexpected[0], 80)}"
+    for key, shape in expected.items():
+        got = tuple(state[key].shape)
+        # A one-style norm's scale may be stored as its one row (1 x C) or as C values.
+        if got != shape and not (len(got) == 2 and got[0] == 1 and got[1:] == shape):
+            return (
+                f"{printable(key, 80)} is {'x'.join(map(str, got)) or 'a scalar'} in the file, "
+                f"its settings declare {'x'.join(map(str, shape)) or 'a scalar'}"
+            )
+    return None
 
 
 # What a checkpoint may ask for. The paper's network has 32 base channels and 5 residual

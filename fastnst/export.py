@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoint = model_path(args.checkpoint)
     except CheckpointError as exc:
         print(f"fastnst-export: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
     if args.format == "torchscript" and args.checkpoint.suffix == ".ckpt":
         suffix = ".pt"  # beside a training checkpoint, as before
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         diff = verify(net, output, args.format)
     except CheckpointError as exc:
         print(f"fastnst-export: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except OSError as exc:
         print(f"fastnst-export: error: cannot write {output} ({exc})", file=sys.stderr)
         return 1

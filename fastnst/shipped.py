@@ -7,7 +7,9 @@ Imports neither Lightning nor Hydra.
 
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 from pathlib import Path
 
 from fastnst.errors import CheckpointError
@@ -42,17 +44,31 @@ def model_path(text: str | os.PathLike) -> Path:
         CheckpointError: a bare name that is neither a file nor a shipped model (the message
             lists what ships).
     """
-    path = Path(os.path.expanduser(text))
-    if path.is_file():
-        return path
     name = str(text)
     models = shipped_models()
+    shipped = ", ".join(models) or "none"
+    if not name.strip():
+        raise CheckpointError(
+            f"no model given: name a shipped model ({shipped}) or a checkpoint file"
+        )
+    path = Path(os.path.expanduser(text))
+    if path.is_file():
+        if name in models:
+            # A file here that has a shipped model's name: the file is taken, and the user
+            # told so (it may be anything, and the shipped model is what they meant).
+            print(
+                f"fastnst: note: {name} is a file in this folder and the name of a shipped "
+                f"model; using the file (the shipped model is {models[name]})",
+                file=sys.stderr,
+            )
+        return path
     if name in models:
         return models[name]
     if os.sep in name or "." in name or path.exists():
         return path  # a path that is not there, or a folder: the loader says so
-    shipped = ", ".join(models) or "none"
+    close = difflib.get_close_matches(name, list(models), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
     raise CheckpointError(
-        f"{name}: no such model file, and no model of that name ships with fastnst (shipped: "
-        f"{shipped}; fastnst-models lists them)"
+        f"{name}: no such model file, and no model of that name ships with fastnst ({hint}"
+        f"shipped: {shipped}; fastnst-models lists them)"
     )

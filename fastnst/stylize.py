@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
-from fastnst.files import user_path
+from fastnst.files import check_writable_folder, user_path
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
@@ -127,6 +128,45 @@ def plan_outputs(
         taken[dst] = src
         jobs.append(Job(src, dst))
     return jobs, errors
+
+
+def check_output(output: Path | None, found: list[tuple[Path, Path | None]]) -> None:
+    """``-o`` checked before anything is loaded or stylized: several inputs need a folder (not
+    a name with an image extension, which would become a folder of that name), one output
+    file needs an extension it can be written with, and the folder must be writable.
+
+    Raises:
+        InputError: the line to print.
+    """
+    if output is None or not found:
+        return
+    one_file = len(found) == 1 and output.suffix and not output.is_dir()
+    if one_file:
+        src = found[0][0]
+        if src.suffix.lower() in VIDEO_EXTENSIONS:
+            if output.suffix.lower() not in VIDEO_EXTENSIONS:
+                raise InputError(
+                    f"-o {output}: a video cannot become {output.name}; give a video "
+                    f"extension ({', '.join(VIDEO_EXTENSIONS)})"
+                )
+        else:
+            try:
+                image_format(output)
+            except ValueError as exc:
+                raise InputError(f"-o {output}: {exc}") from None
+        folder = output.resolve().parent
+    else:
+        known = output.suffix.lower() in (*VIDEO_EXTENSIONS, *Image.registered_extensions())
+        if known and not output.is_dir():
+            raise InputError(
+                f"-o {output}: {len(found)} inputs make {len(found)} outputs; give a folder "
+                f"(-o {output.with_suffix('')}/) or stylize one input at a time"
+            )
+        folder = output
+    try:
+        check_writable_folder(folder, "-o")
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
 
 
 def check_destination(job: Job, overwrite: bool) -> None:
@@ -401,12 +441,18 @@ def _main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
+    found, errors = expand_inputs(args.inputs)
+    try:
+        check_output(args.output, found)
+    except InputError as exc:
+        print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
+        return 2
     try:
         args.checkpoint = model_path(args.checkpoint)
         net, style, meta = load_any(args.checkpoint, device)
     except CheckpointError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     style = printable(style, 80)
     names = [printable(n, 80) for n in style_names_of(net, style, meta)]
     if args.list_styles:
@@ -463,7 +509,6 @@ def _main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # options the network cannot do (an ONNX file and --tile)
         print(f"fastnst-stylize: error: {args.checkpoint}: {exc}", file=sys.stderr)
         return 2
-    found, errors = expand_inputs(args.inputs)
     # One batch of jobs per style choice; outputs are named after the choice's label.
     batches: list[tuple[Stylizer, list[Job]]] = []
     taken: dict[Path, Path] = {}

@@ -99,8 +99,8 @@ def test_export_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_text("no")
     result = _export(bad, "-o", tmp_path / "bad.onnx")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "not a fastnst checkpoint" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "not a fastnst checkpoint (a file torch.save did not write)" in result.stderr
     existing = tmp_path / "there.pt"
     existing.write_bytes(b"keep")
     result = _export(bad, "--format", "torchscript", "-o", existing)

@@ -74,7 +74,7 @@ def test_a_release_is_refused_as_clearly_as_any_damaged_file(tmp_path, tiny_chec
     ckpt["fastnst"]["release"]["steps"] = "many"
     torch.save(ckpt, tmp_path / "bad.pt")
     result = run_console(stylize_main, [tmp_path / "bad.pt", CONTENT / "chicago.jpg"])
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "damaged fastnst checkpoint (its release steps is not a int)" in result.stderr
     # ...and float16 storage holds the same network (to float16's precision).
     net, _ = load_with_metadata(good)
