@@ -22,12 +22,17 @@ import re
 import shlex
 import shutil
 import sys
+import tempfile
+import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
 
-from fastnst.download import DownloadError, download
+from fastnst.download import DownloadError, download, file_digest
+from fastnst.errors import first_line
+from fastnst.text import printable
 
 BASE_URL = "http://images.cocodataset.org/zips"
 IMAGES_URL = "http://images.cocodataset.org"
@@ -56,6 +61,9 @@ def image_name(image_id: int) -> str:
 
 
 def unpack(archive: Path, root: Path, split: str) -> Path:
+    """``root/split`` from its zip, through a staging folder renamed when complete; a zip that
+    cannot be unpacked (damaged, however its checksum came out) is deleted with the staging
+    folder, so the next run fetches it again."""
     target = root / split
     if target.is_dir():
         return target
@@ -65,9 +73,20 @@ def unpack(archive: Path, root: Path, split: str) -> Path:
         with zipfile.ZipFile(archive) as zf:
             for member in tqdm(zf.infolist(), desc=f"unpacking {archive.name}", unit="file"):
                 zf.extract(member, staging)
-    except (zipfile.BadZipFile, OSError) as exc:
+    # zipfile lets the decompressor's own errors through: zlib.error, EOFError, ...
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise DownloadError(f"could not unpack {archive} ({exc})") from None
+        archive.unlink(missing_ok=True)
+        raise DownloadError(
+            f"could not unpack {archive} ({first_line(exc)}): the archive is damaged and was "
+            "deleted; run again to download it anew"
+        ) from None
+    except OSError as exc:  # a full disk: the archive is fine, keep it
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DownloadError(
+            f"could not unpack {archive} ({exc.strerror or first_line(exc)}); it is kept, run "
+            "again once that is fixed"
+        ) from None
     # The zips hold one top folder named after the split.
     inner = staging / split if (staging / split).is_dir() else staging
     inner.rename(target)
@@ -78,11 +97,19 @@ def unpack(archive: Path, root: Path, split: str) -> Path:
 def download_split(
     root: Path, split: str, md5: str, base_url: str = BASE_URL, keep_zip: bool = False
 ) -> Path:
-    """``root/split``: the whole split, from its zip."""
+    """``root/split``: the whole split, from its zip. A zip already at ``root/<split>.zip``
+    (an earlier run's, or put there by hand) is checked against the MD5 first: a wrong one is
+    deleted and fetched again."""
     if (root / split).is_dir():
         print(f"{root / split} already exists")
         return root / split
     archive = root / f"{split}.zip"
+    if archive.is_file():
+        print(f"checking {archive} against its MD5")
+        got = file_digest(archive, "md5")
+        if got != md5:
+            print(f"{archive} has MD5 {got}, expected {md5}: deleted, downloading it again")
+            archive.unlink()
     if not archive.is_file():
         download(f"{base_url}/{split}.zip", archive, md5, "md5")
     target = unpack(archive, root, split)
@@ -91,29 +118,45 @@ def download_split(
     return target
 
 
-def download_sample(root: Path, split: str, count: int, base_url: str = IMAGES_URL) -> Path:
-    """``root/split`` with the first ``count`` photos of the split (see the module); photos
-    already there are kept, a broken one is fetched again."""
+def readable_photo(path: Path) -> str | None:
+    """Why ``path`` is not a whole JPEG photo of a sane size, or None."""
     from PIL import Image
 
+    try:
+        with warnings.catch_warnings():
+            # A photo over Pillow's pixel limit is a decompression bomb here, not a warning.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format != "JPEG":
+                    return f"a {image.format} file, not a JPEG"
+                image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return printable(first_line(exc), 200)
+    except Image.DecompressionBombWarning:
+        return "it declares more pixels than a photo has (a decompression bomb?)"
+    return None
+
+
+def download_sample(root: Path, split: str, count: int, base_url: str = IMAGES_URL) -> Path:
+    """``root/split`` with the first ``count`` photos of the split (see the module); photos
+    already there are kept if they decode, a broken one (empty, truncated) is fetched again."""
     folder = root / split
     folder.mkdir(parents=True, exist_ok=True)
     ids = SAMPLE_IDS[split][:count]
     for image_id in tqdm(ids, desc=f"{split} photos", unit="photo"):
         dest = folder / image_name(image_id)
         if dest.is_file():
-            continue
+            if readable_photo(dest) is None:
+                continue
+            dest.unlink()  # broken: fetched again below
         download(f"{base_url}/{split}/{dest.name}", dest, None, progress=False)
-        try:
-            with Image.open(dest) as image:
-                if image.format != "JPEG":
-                    raise OSError(f"a {image.format} file, not a JPEG")
-                image.load()
-        except OSError as exc:
+        problem = readable_photo(dest)
+        if problem is not None:
             dest.unlink()
             raise DownloadError(
-                f"{base_url}/{split}/{dest.name} is not a readable photo ({exc}); it was deleted"
-            ) from None
+                f"{base_url}/{split}/{dest.name} is not a readable photo ({problem}); it was "
+                "deleted"
+            )
     return folder
 
 
@@ -150,6 +193,26 @@ def main(argv: list[str] | None = None) -> int:
         md5[split] = value
     if args.sample is not None and args.sample < 1:
         parser.error(f"--sample {args.sample}: give a number of photos, 1 or more")
+    if args.sample is not None:
+        held = {split: len(SAMPLE_IDS[split]) for split in args.splits}
+        short = [split for split in args.splits if args.sample > held[split]]
+        if short:
+            shown = ", ".join(f"{split}: {n}" for split, n in held.items())
+            parser.error(
+                f"--sample {args.sample}: the sample holds fewer photos ({shown}); ask for at "
+                "most that many, or leave out --sample for the whole split"
+            )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".fastnst-write-check-"):
+            pass
+    except OSError as exc:
+        print(
+            f"fastnst-download-coco: error: --root {root}: cannot write there "
+            f"({exc.strerror or first_line(exc)})",
+            file=sys.stderr,
+        )
+        return 2
     try:
         for split in args.splits:
             if args.sample is not None:
@@ -163,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{folder} is ready")
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the disk: full, or a folder that became unwritable
+        print(f"error: {exc.strerror or first_line(exc)}: {exc.filename or root}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nfastnst-download-coco: interrupted; run it again to resume", file=sys.stderr)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from fastnst.checks import require
 from fastnst.errors import DownloadError
+from fastnst.text import printable
 
 
 def cache_dir() -> Path:
@@ -34,6 +35,11 @@ def mirrored(url: str) -> str:
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     if not mirror:
         return url
+    if not mirror.lower().startswith(("http://", "https://", "file://")):
+        raise DownloadError(
+            f"{MIRROR_ENV}={printable(mirror, 80)!r} is not a URL (http://host/path); "
+            f"unset it to download from {url}"
+        )
     _, sep, rest = url.partition("://")
     return f"{mirror.rstrip('/')}/{rest if sep else url}"
 
@@ -82,7 +88,7 @@ def download(
             partial.unlink()
             return download(url, dest, digest, algorithm, timeout, progress)
         raise DownloadError(f"could not download {url} (HTTP {exc.code} {exc.reason})") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(
             f"could not download {url} ({reason}); download it yourself and put it at {dest}"
@@ -91,8 +97,9 @@ def download(
         resumed = have > 0 and response.status == 206
         if not resumed:
             have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length else None
+        length = (response.headers.get("Content-Length") or "").strip()
+        # A length that is not a number says nothing: the transfer is read to its end.
+        total = have + int(length) if length.isdigit() else None
         written = have
         try:
             with (

@@ -17,6 +17,7 @@ class Files:
         self.content: dict[str, bytes] = {}
         self.drop_after: dict[str, int] = {}  # path -> bytes sent before the connection drops
         self.range_support = True
+        self.length_header: str | None = None  # a Content-Length to send instead of the true one
         self.requests: list[tuple[str, str | None]] = []
 
 
@@ -39,7 +40,7 @@ def _handler(files: Files) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             else:
                 self.send_response(200)
-            self.send_header("Content-Length", str(len(body) - start))
+            self.send_header("Content-Length", files.length_header or str(len(body) - start))
             self.end_headers()
             drop = files.drop_after.pop(self.path, None)
             if drop is not None:
