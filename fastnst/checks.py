@@ -3,6 +3,7 @@ setting's config key."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -34,5 +35,6 @@ def check_number(
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     ok = ok and (value > minimum if strict else value >= minimum)  # type: ignore[operator]
     require(ok, key, f"must be a number {'>' if strict else '>='} {minimum}, got {value!r}")
+    require(math.isfinite(value), key, f"must be a finite number, got {value!r}")  # type: ignore[arg-type]
     if integer:
         require(isinstance(value, int), key, f"must be a whole number, got {value!r}")

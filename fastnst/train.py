@@ -5,7 +5,9 @@ Config groups live in ``conf/`` (style, data, model, loss, trainer); see docs/co
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -42,12 +44,71 @@ def check_trainer(cfg: DictConfig) -> None:
     """The settings fastnst hands to Lightning's Trainer and ModelCheckpoint, whose own
     errors would not name the config key."""
     trainer = cfg.trainer
+    unknown = sorted(set(trainer) - _trainer_settings())
+    require(
+        not unknown,
+        f"trainer.{unknown[0] if unknown else ''}",
+        "is not a setting of Lightning's Trainer (docs/configuration.md lists the trainer group)",
+    )
+    ours = sorted(set(trainer) & set(SET_BY_FASTNST))
+    require(not ours, f"trainer.{ours[0] if ours else ''}", "is set by fastnst itself")
     max_steps = trainer.get("max_steps")
     require(
-        isinstance(max_steps, int) and (max_steps > 0 or max_steps == -1),
+        _whole(max_steps) and (max_steps > 0 or max_steps == -1),
         "trainer.max_steps",
         f"must be a positive number of steps, got {max_steps!r}",
     )
+    for key in ("log_every_n_steps", "accumulate_grad_batches"):
+        value = trainer.get(key, 1)
+        require(_whole(value) and value >= 1, f"trainer.{key}", f"must be 1 or more, got {value!r}")
+    interval = trainer.get("val_check_interval")
+    require(
+        interval is None
+        or (_whole(interval) and interval >= 1)
+        or (isinstance(interval, float) and 0 < interval <= 1),
+        "trainer.val_check_interval",
+        f"must be a number of steps (1 or more) or a fraction of an epoch in (0, 1], "
+        f"got {interval!r}",
+    )
+    max_time = trainer.get("max_time")
+    if max_time is not None:
+        parts = re.fullmatch(r"(\d+):(\d{1,2}):(\d{1,2}):(\d{1,2})", str(max_time))
+        require(
+            parts is not None and isinstance(max_time, str),
+            "trainer.max_time",
+            f"must be DD:HH:MM:SS, e.g. 00:00:05:00 for five minutes, got {max_time!r}",
+        )
+        days, hours, minutes, seconds = map(int, parts.groups())  # type: ignore[union-attr]
+        require(
+            hours < 24 and minutes < 60 and seconds < 60,
+            "trainer.max_time",
+            f"{max_time}: hours must be below 24, minutes and seconds below 60",
+        )
+        require(
+            days + hours + minutes + seconds > 0,
+            "trainer.max_time",
+            "is zero: the run would stop before its first step",
+        )
+    seed = cfg.get("seed")
+    require(
+        _whole(seed) and 0 <= seed < 2**32,
+        "seed",
+        f"must be a whole number in 0..{2**32 - 1}, got {seed!r}",
+    )
+    schedule, warmup = cfg.get("lr_schedule"), cfg.get("lr_warmup")
+    if schedule == "cosine":
+        require(
+            max_steps != -1,
+            "lr_schedule",
+            "cosine anneals to 0 at trainer.max_steps: give trainer.max_steps a number of steps",
+        )
+    if _whole(warmup) and warmup and max_steps != -1:
+        require(
+            warmup < max_steps,
+            "lr_warmup",
+            f"{warmup} steps of warm-up are not fewer than the run's "
+            f"(trainer.max_steps={max_steps})",
+        )
     accelerator = str(trainer.get("accelerator") or "auto").lower()
     devices = trainer.get("devices")
     if accelerator in ("gpu", "cuda"):
@@ -63,6 +124,19 @@ def check_trainer(cfg: DictConfig) -> None:
         )
     check_number(cfg.checkpoint_every, "checkpoint_every", 1, integer=True)
     check_number(cfg.checkpoint_keep, "checkpoint_keep", 1, integer=True)
+
+
+# Trainer arguments fastnst passes itself (a config value would collide with them).
+SET_BY_FASTNST = ("logger", "callbacks", "plugins", "default_root_dir")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _trainer_settings() -> set[str]:
+    """The keyword arguments of Lightning's Trainer."""
+    return set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
 
 
 # The keys of the style group a painting in ``styles`` takes from it unless it sets them.
