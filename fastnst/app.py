@@ -67,6 +67,9 @@ MAX_QUEUE = 8
 UPLOAD_IDLE_SECONDS = 30.0
 UPLOAD_SECONDS = 300.0
 MAX_CONNECTIONS = 128
+# A connection must send its request's line and headers within this many seconds (browsers
+# send them at once); a slower one is closed, so half-sent headers cannot hold the slots.
+HEADER_SECONDS = 5.0
 
 
 # --- the models -----------------------------------------------------------------------------
@@ -517,7 +520,10 @@ def create_app(
     async def receive(request: Request, name: str) -> tuple[Path, JSONResponse | None]:
         """Stream the upload to a temporary file, within the size and time limits: the file,
         or a refusal (the file then removed)."""
-        handle = tempfile.NamedTemporaryFile(prefix="fastnst-upload-", delete=False)
+        try:
+            handle = tempfile.NamedTemporaryFile(prefix="fastnst-upload-", delete=False)
+        except OSError as exc:
+            return Path(), no_room(name, exc)
         upload = Path(handle.name)
         received = 0
         chunks = request.stream().__aiter__()
@@ -539,7 +545,14 @@ def create_app(
                     if received > limits.max_upload_bytes:
                         problem = error(_too_big(name, received, limits), 413)
                         break
-                    handle.write(chunk)
+                    try:
+                        handle.write(chunk)
+                    except OSError as exc:  # a full disk (or quota) under the upload
+                        problem = no_room(name, exc)
+                        break
+        except OSError as exc:  # closing the file flushes it: the disk can be full there too
+            upload.unlink(missing_ok=True)
+            return upload, no_room(name, exc)
         except BaseException:  # the browser went away mid-upload
             upload.unlink(missing_ok=True)
             raise
@@ -548,6 +561,15 @@ def create_app(
         if problem is not None:
             upload.unlink(missing_ok=True)
         return upload, problem
+
+    def no_room(name: str, exc: OSError) -> JSONResponse:
+        why = exc.strerror or first_line(exc)
+        print(
+            f"fastnst-app: could not store {name!r} in {tempfile.gettempdir()} ({why}) (507)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return error(f"{name}: the app could not store the upload ({why}); try again later", 507)
 
     def _job(request: Request) -> Job | None:
         owner = session(request)
@@ -700,12 +722,57 @@ def make_server(app: Any) -> Any:
 
     config = uvicorn.Config(
         app,
+        http=header_timeout_protocol(),
         log_level="warning",
         access_log=False,
         lifespan="on",
         limit_concurrency=MAX_CONNECTIONS,
     )
     return Server(config)
+
+
+def header_timeout_protocol() -> type:
+    """uvicorn's h11 protocol with a deadline on each request's head: a connection that has
+    not sent a complete request line and headers within HEADER_SECONDS of opening (or of
+    starting its next request) is closed. uvicorn limits only the idle time between requests,
+    so without it a few hundred clients sending half a header each (slowloris) hold every one
+    of the MAX_CONNECTIONS slots for as long as they like."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE:  # still (or again) waiting for a head
+                if self.header_timer is None:
+                    self._arm()
+            else:
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self.header_timer = self.loop.call_later(HEADER_SECONDS, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+
+        def _too_slow(self) -> None:
+            self.header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -725,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastnst-app: error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.models is None:
+        if not args.models:  # argparse gives [] for a bare fastnst-app
             paths = default_model_paths()
         else:
             paths = [model_path(text) for text in args.models]

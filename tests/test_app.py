@@ -607,3 +607,96 @@ def test_ctrl_c_and_sigterm_stop_the_app_in_one_line(tiny_checkpoint, sig, code,
         app.kill()
     assert app.returncode == code, err
     assert f"fastnst-app: stopped ({said})" in err and "Traceback" not in err, err
+
+
+# --- hostile round 4 --------------------------------------------------------------------------
+
+
+def test_half_sent_headers_cannot_lock_everyone_out(tiny_checkpoint, monkeypatch):
+    # Slowloris: more clients than the server takes connections, each sending half a request
+    # header and then nothing. They are closed once their head is late; the page answers again.
+    monkeypatch.setattr(app_module, "HEADER_SECONDS", 1.5)
+    srv = Server([tiny_checkpoint])
+    port = int(srv.url.rsplit(":", 1)[1].strip("/"))
+    loris = []
+    try:
+        for _ in range(app_module.MAX_CONNECTIONS + 2):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            loris.append(sock)
+        time.sleep(0.3)
+        assert srv.request("/")[0] == 503  # every connection slot is held
+        assert _wait(lambda: srv.request("/")[0] == 200, seconds=30)
+        for sock in loris:  # each one was closed by the server
+            assert sock.recv(4096) == b""
+        # A client that sends its head at once is never cut off, on a kept-alive connection
+        # neither: two requests on one connection, the second after more than HEADER_SECONDS.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for _ in range(2):
+                sock.sendall(b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+                time.sleep(2.0)
+    finally:
+        for sock in loris:
+            sock.close()
+        srv.stop()
+
+
+def test_a_full_disk_during_an_upload_is_a_json_error_and_leaves_no_file(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    import errno
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where uploads are spooled
+    real = tempfile.NamedTemporaryFile
+
+    class Full:
+        """The spooled upload's file on a disk with room for a few bytes."""
+
+        def __init__(self, *args, **kwargs):
+            self.file = real(*args, **kwargs)
+            self.name = self.file.name
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(app_module.tempfile, "NamedTemporaryFile", Full)
+    srv = Server([tiny_checkpoint])
+    try:
+        refused = srv.stylize(PHOTO.read_bytes(), "big.jpg", size=64)
+    finally:
+        srv.stop()
+    assert refused["state"] == "refused" and refused["code"] == 507, refused
+    assert "No space left on device" in refused["error"] and "big.jpg" in refused["error"]
+    assert not list(tmp_path.glob("fastnst-upload-*"))
+
+
+def test_a_bare_fastnst_app_serves_every_shipped_model(tmp_path):
+    from fastnst.shipped import shipped_models
+
+    app = subprocess.Popen(
+        [sys.executable, "-m", "fastnst.app", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        lines = []
+        while not lines or "open http" not in lines[-1]:
+            lines.append(app.stdout.readline())
+            assert time.monotonic() < deadline and app.poll() is None, app.stderr.read()
+        url = lines[-1].split("open ", 1)[1].split(" ", 1)[0]
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+            url + "api/models", timeout=60
+        ) as reply:
+            served = json.loads(reply.read())
+    finally:
+        app.kill()
+        app.communicate()
+    names = sorted(m["style"] for m in served["models"])
+    assert names == sorted(shipped_models()) and len(names) >= 1, served
