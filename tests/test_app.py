@@ -631,11 +631,20 @@ def test_half_sent_headers_cannot_lock_everyone_out(tiny_checkpoint, monkeypatch
             assert sock.recv(4096) == b""
         # A client that sends its head at once is never cut off, on a kept-alive connection
         # neither: two requests on one connection, the second after more than HEADER_SECONDS.
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            sockets = []
             for _ in range(2):
-                sock.sendall(b"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+                conn.request("GET", "/api/models", headers={"Host": "127.0.0.1"})
+                reply = conn.getresponse()
+                assert reply.status == 200 and json.loads(reply.read())["models"]
+                sockets.append(conn.sock)
                 time.sleep(2.0)
+            assert sockets[0] is sockets[1]  # one connection served both
+        finally:
+            conn.close()
     finally:
         for sock in loris:
             sock.close()
