@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +217,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--overwrite", action="store_true", help="replace existing outputs (default: refuse)"
     )
     out.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per output written (input, output, model, style, size, "
+        "device, precision, milliseconds) and nothing else on stdout",
+    )
+    out.add_argument(
         "--skip-existing",
         action="store_true",
         help="quietly leave inputs whose output exists (to finish an interrupted batch)",
@@ -296,13 +304,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Run:
     """Stylize planned jobs, reporting each failure in one line and carrying on."""
 
-    def __init__(self, stylizer: Stylizer, args: argparse.Namespace, bar: tqdm) -> None:
+    def __init__(
+        self, stylizer: Stylizer, args: argparse.Namespace, bar: tqdm, record: dict[str, Any]
+    ) -> None:
         self.stylizer, self.args, self.bar = stylizer, args, bar
         self.failed = self.written = self.skipped = 0
         self.pending: list[tuple[Job, torch.Tensor, torch.Tensor | None]] = []
+        # What every --json line says besides its own input, output, size and time; "style"
+        # is set per style choice.
+        self.record = record
 
     def say(self, message: str) -> None:
-        self.bar.write(message, file=sys.stdout)
+        # With --json, stdout holds the JSON lines alone: everything else goes to stderr.
+        self.bar.write(message, file=sys.stderr if self.args.json else sys.stdout)
+
+    def report(self, job: Job, size: tuple[int, int], milliseconds: float) -> None:
+        """One --json line for an output written."""
+        line = {
+            "input": str(job.src),
+            "output": str(job.dst),
+            **self.record,
+            "size": list(size),
+            "milliseconds": round(milliseconds, 1),
+        }
+        self.bar.write(json.dumps(line), file=sys.stdout)
 
     def error(self, message: str) -> None:
         self.failed += 1
@@ -334,6 +359,7 @@ class Run:
             tiles = tqdm(
                 total=plan.steps * len(pending), unit=unit, leave=False, desc=pending[0][0].src.name
             )
+        started = time.perf_counter()
         try:
             out = self.stylizer(batch, progress=tiles.update if tiles else None)
         except torch.cuda.OutOfMemoryError:
@@ -349,33 +375,40 @@ class Run:
         finally:
             if tiles is not None:
                 tiles.close()
+        each = (time.perf_counter() - started) * 1000 / len(pending)
         for (job, _, alpha), result in zip(pending, out, strict=True):
-            self.save(job, result, alpha)
+            if self.save(job, result, alpha) and self.args.json:
+                self.report(job, (result.shape[-1], result.shape[-2]), each)
             self.bar.update(1)
 
-    def save(self, job: Job, result: torch.Tensor, alpha: torch.Tensor | None) -> None:
+    def save(self, job: Job, result: torch.Tensor, alpha: torch.Tensor | None) -> bool:
+        """Write one result; whether it was written."""
         try:
             save_image(result, job.dst, quality=self.args.quality, alpha=alpha)
         except (ValueError, OSError) as exc:  # unknown extension, unwritable folder
             self.error(f"cannot write {job.dst} ({exc})")
-            return
+            return False
         if alpha is not None and image_format(job.dst) not in ALPHA_FORMATS:
             self.say(f"note: {job.dst}: {image_format(job.dst)} has no alpha; use .png to keep it")
         self.written += 1
-        if self.bar.disable:
+        if self.bar.disable and not self.args.json:
             self.say(f"{job.src} -> {job.dst}")
+        return True
 
     def video(self, job: Job) -> None:
         try:
             from fastnst import video
         except ImportError:
             raise InputError(f"{job.src}: videos need PyAV: pip install 'fastnst[video]'") from None
+        started = time.perf_counter()
         report = video.stylize_video(
             self.stylizer, job.src, job.dst, batch_size=self.args.batch_size, size=self.args.size
         )
         self.written += 1
         self.bar.update(1)
         self.say(f"{job.src} -> {job.dst}: {report}")
+        if self.args.json:  # the whole video's time
+            self.report(job, (report.width, report.height), (time.perf_counter() - started) * 1000)
 
     def do(self, job: Job) -> None:
         try:
@@ -475,7 +508,8 @@ def _main(argv: list[str] | None = None) -> int:
         what, random_features = trained_against(meta)
         shown = ", ".join(names[:10]) + (f", ... {len(names) - 10} more" if len(names) > 10 else "")
         held = f"{len(names)} styles ({shown})" if len(names) > 1 else f"style {style}"
-        print(f"{args.checkpoint.name}: {held}, {what}")
+        info = sys.stderr if args.json else sys.stdout
+        print(f"{args.checkpoint.name}: {held}, {what}", file=info)
         if random_features:
             print(
                 f"fastnst-stylize: warning: {args.checkpoint} was trained against random VGG "
@@ -523,13 +557,20 @@ def _main(argv: list[str] | None = None) -> int:
     jobs = [job for _, batch in batches for job in batch]
     label = choices[0].label if not many else f"{len(choices)} styles"
     with tqdm(total=len(jobs), unit="file", disable=len(jobs) < 2, desc=label) as bar:
-        run = Run(stylizers[0], args, bar)
+        record = {
+            "model": str(args.checkpoint),
+            "style": choices[0].label,
+            "device": device.type,
+            "precision": args.precision,
+        }
+        run = Run(stylizers[0], args, bar, record)
         for message in errors:
             run.error(message)
         try:
-            for stylizer, batch in batches:
+            for (stylizer, batch), choice in zip(batches, choices, strict=True):
                 run.flush()
                 run.stylizer = stylizer
+                run.record["style"] = choice.label
                 for job in batch:
                     run.do(job)
             run.flush()
@@ -544,7 +585,8 @@ def _main(argv: list[str] | None = None) -> int:
     if len(jobs) > 1:
         print(
             f"{run.written} written, {run.skipped} skipped (exist), {run.failed} failed"
-            + (f"; outputs in {args.output or Path.cwd()}" if run.written else "")
+            + (f"; outputs in {args.output or Path.cwd()}" if run.written else ""),
+            file=sys.stderr if args.json else sys.stdout,
         )
     return 1 if run.failed else 0
 

@@ -3,6 +3,7 @@ installed console script itself)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -343,3 +344,28 @@ def test_unavailable_device_is_a_usage_error(tiny_checkpoint, device):
     result = run_console(stylize_main, [tiny_checkpoint, PHOTO, "--device", device])
     _one_line_error(result, f"--device: {device} asked for")
     assert result.returncode == 2
+
+
+def test_json_prints_one_object_per_output_and_nothing_else(multi_checkpoint, tmp_path):
+    photos = [PHOTO, PHOTO.with_name("chicago.jpg")]
+    out = tmp_path / "out"
+    result = run_console(
+        stylize_main,
+        [multi_checkpoint, *photos, "--style", "all", "--size", "48", "-o", out, "--json"],
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # only JSON on stdout
+    assert len(lines) == 2 * 3  # two photos, three styles
+    keys = {"input", "output", "model", "style", "size", "device", "precision", "milliseconds"}
+    assert all(set(line) == keys for line in lines)
+    assert {line["style"] for line in lines} == {"starry_night", "wave", "mosaic"}
+    for line in lines:
+        written = Path(line["output"])
+        assert written.is_file() and written.parent == out.resolve()
+        with Image.open(written) as image:
+            assert list(image.size) == line["size"] and max(image.size) == 48
+        assert line["input"] in {str(p) for p in photos}
+        assert line["device"] == "cpu" and line["precision"] == "fp32"
+        assert line["milliseconds"] > 0
+    # The lines that stdout holds without --json went to stderr.
+    assert "written" in result.stderr
