@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
-from fastnst.files import check_writable_folder, user_path
+from fastnst.files import user_path
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
@@ -165,10 +166,18 @@ def check_output(output: Path | None, found: list[tuple[Path, Path | None]]) -> 
                 f"(-o {output.with_suffix('')}/) or stylize one input at a time"
             )
         folder = output
+    # Where the folder would be made: its nearest existing ancestor must take files. Nothing
+    # is created yet, so a run that fails later (a bad model) leaves no empty folder behind.
+    probe = Path(os.path.abspath(folder))
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"-o {output}: {probe} is a file, not a folder")
     try:
-        check_writable_folder(folder, "-o")
-    except ConfigError as exc:
-        raise InputError(str(exc)) from None
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".fastnst-write-check-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"-o {output}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 def check_destination(job: Job, overwrite: bool) -> None:

@@ -193,15 +193,16 @@ def test_several_inputs_and_an_output_file_name_is_refused_not_made_a_folder(tmp
     ("output", "fragment"),
     [
         ("out.xyz", "cannot write images with extension '.xyz'"),
-        ("a_file/out.jpg", "is a file, not a folder"),
+        ("../a_file/out.jpg", "is a file, not a folder"),
     ],
 )
 def test_an_output_that_cannot_be_written_is_refused_before_stylizing(
     tmp_path, no_loading, output, fragment
 ):
     (tmp_path / "a_file").write_text("in the way")
-    result = run_console(stylize_main, ["wave", PHOTO, "-o", tmp_path / output])
+    result = run_console(stylize_main, ["wave", PHOTO, "-o", tmp_path / "new" / output])
     _one_line(result, 2, fragment)
+    assert not (tmp_path / "new").exists()  # refused before anything was made
 
 
 def test_a_video_asked_to_become_an_image_is_refused_before_loading(tmp_path, no_loading):
@@ -393,3 +394,10 @@ def test_max_time_is_a_documented_setting_that_stops_training(tmp_path, monkeypa
     assert status == 0, stderr[-1500:]
     step = torch.load(tmp_path / "ck" / "starry_night.ckpt", weights_only=True)["global_step"]
     assert 1 <= step < 100000
+
+
+def test_a_run_refused_after_the_output_check_leaves_no_folder(tmp_path):
+    out = tmp_path / "new" / "styled"
+    result = run_console(stylize_main, ["no_such_model", PHOTO, CONTENT / "chicago.jpg", "-o", out])
+    _one_line(result, 2, "no_such_model")
+    assert not (tmp_path / "new").exists()
