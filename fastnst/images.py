@@ -7,6 +7,7 @@ happens here and nowhere else.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -288,15 +289,32 @@ def save_image(
         quality: JPEG/WebP quality, 1-100.
         alpha: optional 1HW/HW float alpha, written where the format can hold it.
     """
+    path = Path(path)
+    fmt = image_format(path)
+    img, options = _encodable(tensor, fmt, quality, alpha)
+    with written_atomically(path) as partial:
+        img.save(partial, format=fmt, **options)
+
+
+def image_bytes(
+    tensor: torch.Tensor, fmt: str, quality: int = 95, alpha: torch.Tensor | None = None
+) -> bytes:
+    """:func:`save_image`'s file as bytes, in Pillow's format ``fmt`` (e.g. from
+    :func:`image_format`): for a pipe."""
+    img, options = _encodable(tensor, fmt, quality, alpha)
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _encodable(
+    tensor: torch.Tensor, fmt: str, quality: int, alpha: torch.Tensor | None
+) -> tuple[Image.Image, dict[str, int]]:
     if tensor.dim() == 4:
         if tensor.shape[0] != 1:
             raise ValueError(f"save_image takes one image, got a batch of {tensor.shape[0]}")
         tensor = tensor[0]
-    path = Path(path)
-    fmt = image_format(path)
     img = to_pil_image(_to_uint8(tensor))
     if alpha is not None and fmt in ALPHA_FORMATS:
         img.putalpha(to_pil_image(_to_uint8(alpha.reshape(1, img.size[1], img.size[0]))))
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    with written_atomically(path) as partial:
-        img.save(partial, format=fmt, **options)
+    return img, ({"quality": quality} if fmt in ("JPEG", "WEBP") else {})

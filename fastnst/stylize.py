@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import io
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
     find_images,
+    image_bytes,
     image_format,
     load_image_with_alpha,
     save_image,
@@ -48,6 +50,31 @@ from fastnst.text import printable, safe_name
 from fastnst.transformer import TransformerNet
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+# The input or output that is the standard stream (a pipe).
+STDIO = Path("-")
+
+
+def read_stdin(folder: Path) -> Path:
+    """The image on standard input, kept in ``folder`` as ``stdin.<its format's extension>``
+    (the reader and the output names then work as for any file).
+
+    Raises:
+        InputError: nothing, or no image, on standard input.
+    """
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InputError("-: nothing on standard input (pipe an image in: ... < photo.jpg)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format
+    except (OSError, ValueError):
+        raise InputError(
+            f"-: standard input ({len(data)} bytes) is not an image Pillow can read"
+        ) from None
+    extensions = {f: e for e, f in Image.registered_extensions().items()}
+    path = folder / f"stdin{extensions.get(fmt, '.png')}"
+    path.write_bytes(data)
+    return path
 
 
 # --- which files, and where their results go -----------------------------------------------
@@ -112,6 +139,8 @@ def plan_outputs(
     folder (default: the current one) that receives ``<stem>_<style><ext>``, keeping the
     subfolders of an input folder. ``taken``: the destinations already planned by this run
     (shared between the calls for several styles)."""
+    if output == STDIO:
+        return [Job(src, STDIO) for src, _ in found], []
     if output is not None and len(found) == 1 and output.suffix and not output.is_dir():
         # Resolved: "missing/../photo.jpg" is photo.jpg, and is checked as such.
         return [Job(found[0][0], output.resolve())], []
@@ -142,6 +171,12 @@ def check_output(output: Path | None, found: list[tuple[Path, Path | None]]) -> 
         InputError: the line to print.
     """
     if output is None or not found:
+        return
+    if output == STDIO:
+        if len(found) > 1:
+            raise InputError(f"-o -: {len(found)} inputs; standard output takes one image")
+        if found[0][0].suffix.lower() in VIDEO_EXTENSIONS:
+            raise InputError("-o -: a video cannot go to standard output; give a file")
         return
     one_file = len(found) == 1 and output.suffix and not output.is_dir()
     if one_file:
@@ -181,6 +216,8 @@ def check_output(output: Path | None, found: list[tuple[Path, Path | None]]) -> 
 
 
 def check_destination(job: Job, overwrite: bool) -> None:
+    if job.dst == STDIO:
+        return
     if job.dst.exists() and not overwrite:
         same = job.dst.resolve() == job.src.resolve()
         what = "is the input" if same else "exists"
@@ -205,7 +242,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="image or video files, folders (searched recursively) or glob patterns",
+        help="image or video files, folders (searched recursively), glob patterns, or - "
+        "(an image on standard input)",
     )
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -213,8 +251,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--output",
         type=user_path,
         default=None,
-        help="output file (one input) or folder (several); default: <stem>_<style>.<ext> in "
-        "the current folder",
+        help="output file (one input) or folder (several), or - (standard output, in the format "
+        "of --ext or the input's); default: <stem>_<style>.<ext> in the current folder",
     )
     out.add_argument(
         "--ext",
@@ -307,6 +345,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check_tiling_options(parser, args)
     if args.overwrite and args.skip_existing:
         parser.error("--overwrite and --skip-existing exclude each other")
+    if args.json and args.output == STDIO:
+        parser.error("--json and -o - both want standard output; give -o a file or folder")
     return args
 
 
@@ -324,8 +364,9 @@ class Run:
         self.record = record
 
     def say(self, message: str) -> None:
-        # With --json, stdout holds the JSON lines alone: everything else goes to stderr.
-        self.bar.write(message, file=sys.stderr if self.args.json else sys.stdout)
+        # With --json, stdout holds the JSON lines alone, with -o - the image: everything
+        # else goes to stderr.
+        self.bar.write(message, file=info_stream(self.args))
 
     def report(self, job: Job, size: tuple[int, int], milliseconds: float) -> None:
         """One --json line for an output written."""
@@ -392,6 +433,17 @@ class Run:
 
     def save(self, job: Job, result: torch.Tensor, alpha: torch.Tensor | None) -> bool:
         """Write one result; whether it was written."""
+        if job.dst == STDIO:
+            suffix = self.args.ext or job.src.suffix or ".png"
+            try:
+                data = image_bytes(result, image_format(f"x{suffix}"), self.args.quality, alpha)
+            except ValueError as exc:
+                self.error(f"cannot write {job.src} to standard output ({exc})")
+                return False
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            self.written += 1
+            return True
         try:
             save_image(result, job.dst, quality=self.args.quality, alpha=alpha)
         except (ValueError, OSError) as exc:  # unknown extension, unwritable folder
@@ -446,6 +498,11 @@ class Run:
             self.bar.update(1)
 
 
+def info_stream(args: argparse.Namespace) -> Any:
+    """Where lines for people go: stdout, unless it carries --json lines or the image."""
+    return sys.stderr if args.json or args.output == STDIO else sys.stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     """SIGTERM (a stopped job, a closed terminal) ends a run as Ctrl-C does: partial files
     removed, a line saying what was written."""
@@ -483,6 +540,21 @@ def _main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
         return 2
+    if args.inputs.count("-") > 1:
+        print("fastnst-stylize: error: - (standard input) given twice", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="fastnst-stdin-") as folder:
+        if "-" in args.inputs:
+            try:
+                piped = read_stdin(Path(folder))
+            except InputError as exc:
+                print(f"fastnst-stylize: error: {exc}", file=sys.stderr)
+                return 2
+            args.inputs = [str(piped) if text == "-" else text for text in args.inputs]
+        return _run(args, device, dtype)
+
+
+def _run(args: argparse.Namespace, device: torch.device, dtype: Any) -> int:
     found, errors = expand_inputs(args.inputs)
     try:
         check_output(args.output, found)
@@ -517,8 +589,7 @@ def _main(argv: list[str] | None = None) -> int:
         what, random_features = trained_against(meta)
         shown = ", ".join(names[:10]) + (f", ... {len(names) - 10} more" if len(names) > 10 else "")
         held = f"{len(names)} styles ({shown})" if len(names) > 1 else f"style {style}"
-        info = sys.stderr if args.json else sys.stdout
-        print(f"{args.checkpoint.name}: {held}, {what}", file=info)
+        print(f"{args.checkpoint.name}: {held}, {what}", file=info_stream(args))
         if random_features:
             print(
                 f"fastnst-stylize: warning: {args.checkpoint} was trained against random VGG "
@@ -595,7 +666,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(
             f"{run.written} written, {run.skipped} skipped (exist), {run.failed} failed"
             + (f"; outputs in {args.output or Path.cwd()}" if run.written else ""),
-            file=sys.stderr if args.json else sys.stdout,
+            file=info_stream(args),
         )
     return 1 if run.failed else 0
 

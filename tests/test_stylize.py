@@ -369,3 +369,41 @@ def test_json_prints_one_object_per_output_and_nothing_else(multi_checkpoint, tm
         assert line["milliseconds"] > 0
     # The lines that stdout holds without --json went to stderr.
     assert "written" in result.stderr
+
+
+def test_a_pipe_in_and_out_gives_the_picture_of_the_file(tmp_path):
+    from .conftest import STYLIZE
+
+    direct = tmp_path / "direct.png"
+    assert stylize_main(["wave", str(PHOTO), "--size", "64", "-o", str(direct)]) == 0
+    piped = subprocess.run(
+        [str(STYLIZE), "wave", "-", "--size", "64", "-o", "-", "--ext", ".png"],
+        stdin=PHOTO.open("rb"),
+        capture_output=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout.startswith(b"\x89PNG")  # the image alone on stdout
+    out = tmp_path / "piped.png"
+    out.write_bytes(piped.stdout)
+    assert torch.equal(load_image(out), load_image(direct))
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "fragment"),
+    [
+        (["wave", PHOTO, CONTENT / "chicago.jpg", "-o", "-"], b"", "standard output takes one"),
+        (["wave", "-", "-o", "-"], b"", "nothing on standard input"),
+        (["wave", "-", "-o", "-"], b"hello", "is not an image"),
+        (["wave", PHOTO, "-o", "-", "--json"], b"", "both want standard output"),
+    ],
+)
+def test_pipes_that_cannot_work_are_one_line(args, stdin, fragment):
+    from .conftest import STYLIZE
+
+    result = subprocess.run(
+        [str(STYLIZE), *map(str, args)], input=stdin, capture_output=True, timeout=120
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "Traceback" not in err, err
+    assert fragment in err and result.stdout == b""
