@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -31,7 +30,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fastnst.download import DownloadError, download, file_digest
-from fastnst.errors import first_line
+from fastnst.errors import ConfigError, first_line
+from fastnst.files import check_writable_folder
 from fastnst.text import printable
 
 BASE_URL = "http://images.cocodataset.org/zips"
@@ -203,13 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                 "most that many, or leave out --sample for the whole split"
             )
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".fastnst-write-check-"):
-            pass
-    except OSError as exc:
+        check_writable_folder(root, "--root")
+    except ConfigError as exc:
         print(
-            f"fastnst-download-coco: error: --root {root}: cannot write there "
-            f"({exc.strerror or first_line(exc)})",
+            f"fastnst-download-coco: error: --root {root}: cannot write there ({exc.problem})",
             file=sys.stderr,
         )
         return 2

@@ -17,17 +17,23 @@ def user_path(text: str | os.PathLike) -> Path:
     return Path(os.path.expanduser(text))
 
 
-def check_writable_folder(folder: Path, key: str) -> None:
-    """A ConfigError about ``key`` unless files can be written in ``folder`` (created if
-    missing): checked before the work whose results go there, not after it."""
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(key, f"{folder} is a file, not a folder")
+def check_writable_folder(folder: Path, key: str, create: bool = True) -> None:
+    """A ConfigError about ``key`` unless files can be written in ``folder``: checked before
+    the work whose results go there, not after it. ``create``: a missing folder is made now;
+    else nothing is made, and its nearest existing parent must take files (a run refused
+    later leaves no empty folder behind)."""
+    probe = Path(os.path.abspath(folder))
+    if not create:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(key, f"{probe} is a file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fastnst-write-check-"):
+        probe.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".fastnst-write-check-"):
             pass
     except OSError as exc:
-        raise ConfigError(key, f"cannot write in {folder} ({exc.strerror or exc})") from None
+        raise ConfigError(key, f"cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 @contextmanager

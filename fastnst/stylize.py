@@ -28,7 +28,7 @@ from tqdm import tqdm
 from fastnst.checkpoint import load_any, style_names_of, trained_against
 from fastnst.devices import DEVICES, PRECISIONS, autocast_dtype, pick_device
 from fastnst.errors import CheckpointError, ConfigError, ImageReadError, InputError, first_line
-from fastnst.files import user_path
+from fastnst.files import check_writable_folder, user_path
 from fastnst.images import (
     ALPHA_FORMATS,
     IMAGE_EXTENSIONS,
@@ -201,18 +201,10 @@ def check_output(output: Path | None, found: list[tuple[Path, Path | None]]) -> 
                 f"(-o {output.with_suffix('')}/) or stylize one input at a time"
             )
         folder = output
-    # Where the folder would be made: its nearest existing ancestor must take files. Nothing
-    # is created yet, so a run that fails later (a bad model) leaves no empty folder behind.
-    probe = Path(os.path.abspath(folder))
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"-o {output}: {probe} is a file, not a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".fastnst-write-check-"):
-            pass
-    except OSError as exc:
-        raise InputError(f"-o {output}: cannot write in {probe} ({exc.strerror or exc})") from None
+    try:  # nothing made before the model has loaded
+        check_writable_folder(folder, "-o", create=False)
+    except ConfigError as exc:
+        raise InputError(f"-o {output}: {exc.problem}") from None
 
 
 def check_destination(job: Job, overwrite: bool) -> None:
@@ -578,6 +570,13 @@ def _run(args: argparse.Namespace, device: torch.device, dtype: Any) -> int:
         print(f"fastnst-stylize: error: {args.checkpoint}: {exc}", file=sys.stderr)
         return 2
     many = len(choices) > 1
+    if many and args.output == STDIO:
+        print(
+            f"fastnst-stylize: error: -o -: --style {args.style} makes one output per style; "
+            "standard output takes one image",
+            file=sys.stderr,
+        )
+        return 2
     if many and args.output is not None and args.output.suffix and not args.output.is_dir():
         print(
             f"fastnst-stylize: error: -o {args.output}: --style {args.style} makes one output "

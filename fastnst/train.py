@@ -44,14 +44,15 @@ def check_trainer(cfg: DictConfig) -> None:
     """The settings fastnst hands to Lightning's Trainer and ModelCheckpoint, whose own
     errors would not name the config key."""
     trainer = cfg.trainer
-    unknown = sorted(set(trainer) - _trainer_settings())
-    require(
-        not unknown,
-        f"trainer.{unknown[0] if unknown else ''}",
-        "is not a setting of Lightning's Trainer (docs/configuration.md lists the trainer group)",
-    )
-    ours = sorted(set(trainer) & set(SET_BY_FASTNST))
-    require(not ours, f"trainer.{ours[0] if ours else ''}", "is set by fastnst itself")
+    for key in sorted(trainer):
+        if key in SET_BY_FASTNST:
+            raise ConfigError(f"trainer.{key}", "is set by fastnst itself")
+        if key not in _trainer_settings():
+            raise ConfigError(
+                f"trainer.{key}",
+                "is not a setting of Lightning's Trainer (docs/configuration.md lists the "
+                "trainer group)",
+            )
     max_steps = trainer.get("max_steps")
     require(
         _whole(max_steps) and (max_steps > 0 or max_steps == -1),
@@ -70,25 +71,8 @@ def check_trainer(cfg: DictConfig) -> None:
         f"must be a number of steps (1 or more) or a fraction of an epoch in (0, 1], "
         f"got {interval!r}",
     )
-    max_time = trainer.get("max_time")
-    if max_time is not None:
-        parts = re.fullmatch(r"(\d+):(\d{1,2}):(\d{1,2}):(\d{1,2})", str(max_time))
-        require(
-            parts is not None and isinstance(max_time, str),
-            "trainer.max_time",
-            f"must be DD:HH:MM:SS, e.g. 00:00:05:00 for five minutes, got {max_time!r}",
-        )
-        days, hours, minutes, seconds = map(int, parts.groups())  # type: ignore[union-attr]
-        require(
-            hours < 24 and minutes < 60 and seconds < 60,
-            "trainer.max_time",
-            f"{max_time}: hours must be below 24, minutes and seconds below 60",
-        )
-        require(
-            days + hours + minutes + seconds > 0,
-            "trainer.max_time",
-            "is zero: the run would stop before its first step",
-        )
+    if trainer.get("max_time") is not None:
+        _check_max_time(trainer.max_time)
     seed = cfg.get("seed")
     require(
         _whole(seed) and 0 <= seed < 2**32,
@@ -128,6 +112,27 @@ def check_trainer(cfg: DictConfig) -> None:
 
 # Trainer arguments fastnst passes itself (a config value would collide with them).
 SET_BY_FASTNST = ("logger", "callbacks", "plugins", "default_root_dir")
+
+
+def _check_max_time(value: Any) -> None:
+    """``trainer.max_time``: Lightning's DD:HH:MM:SS, and more than zero."""
+    parts = re.fullmatch(r"(\d+):(\d{1,2}):(\d{1,2}):(\d{1,2})", str(value))
+    if parts is None or not isinstance(value, str):
+        raise ConfigError(
+            "trainer.max_time",
+            f"must be DD:HH:MM:SS, e.g. 00:00:05:00 for five minutes, got {value!r}",
+        )
+    days, hours, minutes, seconds = map(int, parts.groups())
+    require(
+        hours < 24 and minutes < 60 and seconds < 60,
+        "trainer.max_time",
+        f"{value}: hours must be below 24, minutes and seconds below 60",
+    )
+    require(
+        days + hours + minutes + seconds > 0,
+        "trainer.max_time",
+        "is zero: the run would stop before its first step",
+    )
 
 
 def _whole(value: Any) -> bool:

@@ -22,7 +22,17 @@ from fastnst.download import DownloadError, download
 from fastnst.shipped import shipped_models
 from fastnst.stylize import main as stylize_main
 
-from .conftest import COCO_TRAIN, CONTENT, STARRY_NIGHT, STYLIZE, run_console, run_hydra_cli
+from .conftest import (
+    COCO_TRAIN,
+    CONTENT,
+    STARRY_NIGHT,
+    STYLIZE,
+    TINY_RUN,
+    compose_config,
+    run_console,
+    run_hydra_cli,
+)
+from .test_hostile import _doctored
 
 pytestmark = pytest.mark.shared_data
 PHOTO = CONTENT / "sailboat.jpg"
@@ -38,16 +48,6 @@ def _one_line(result, code: int, *fragments: str) -> str:
     return errors[0]
 
 
-def _doctored(tiny_checkpoint, path, model=None, state=None):
-    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=True)
-    if model is not None:
-        ckpt["hyper_parameters"]["model"] = model
-    if state is not None:
-        state(ckpt["state_dict"])
-    torch.save(ckpt, path)
-    return path
-
-
 # --- 1. a checkpoint may not ask for more memory than it holds -------------------------------
 
 
@@ -58,7 +58,8 @@ def test_a_tiny_file_declaring_a_huge_network_is_refused_before_allocating(
     # process may not allocate more than 3 GiB: building the declared network first fails.
     bomb = _doctored(
         tiny_checkpoint,
-        tmp_path / "bomb.ckpt",
+        tmp_path,
+        name="bomb.ckpt",
         model={"base_channels": 512, "num_residual_blocks": 64},
         state=lambda s: s.clear(),
     )
@@ -85,7 +86,7 @@ def test_weights_of_another_shape_than_declared_are_refused_naming_the_tensor(
         key = next(k for k, v in state.items() if v.dim() == 4)
         state[key] = torch.zeros(2 * state[key].shape[0], *state[key].shape[1:])
 
-    bad = _doctored(tiny_checkpoint, tmp_path / "wide.ckpt", state=widen)
+    bad = _doctored(tiny_checkpoint, tmp_path, name="wide.ckpt", state=widen)
     with pytest.raises(checkpoint.CheckpointError, match=r"in the file, its settings declare"):
         checkpoint.load_with_metadata(bad)
 
@@ -97,7 +98,8 @@ def test_the_app_and_init_refuse_the_bomb_through_the_same_loader(
 
     bomb = _doctored(
         tiny_checkpoint,
-        tmp_path / "bomb.ckpt",
+        tmp_path,
+        name="bomb.ckpt",
         model={"base_channels": 512, "num_residual_blocks": 64},
         state=lambda s: s.clear(),
     )
@@ -378,17 +380,14 @@ def test_trainer_settings_that_cannot_work_are_one_line_before_training(
 
 
 def test_max_time_is_a_documented_setting_that_stops_training(tmp_path, monkeypatch, capsys):
-    from .conftest import compose_config
-
     cfg = compose_config(["trainer.max_time=00:00:00:01"])
     assert cfg.trainer.max_time == "00:00:00:01"  # no + needed: conf/trainer has it
     monkeypatch.chdir(tmp_path)
     status, stderr = run_hydra_cli(
         [f"style.image={STARRY_NIGHT}", f"data.root={COCO_TRAIN}", "loss.vgg_weights=random",
-         "model=small", "data.image_size=32", "data.batch_size=2", "data.val_count=2",
-         "data.num_workers=0", "trainer.max_steps=100000", "trainer.max_time=00:00:00:01",
-         "trainer.enable_progress_bar=false", f"checkpoint_dir={tmp_path / 'ck'}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
+         *TINY_RUN, "data.num_workers=0", "trainer.max_steps=100000",
+         "trainer.max_time=00:00:00:01", "trainer.enable_progress_bar=false",
+         f"checkpoint_dir={tmp_path / 'ck'}", f"hydra.run.dir={tmp_path / 'run'}"],
         monkeypatch, capsys,
     )  # fmt: skip
     assert status == 0, stderr[-1500:]
@@ -401,3 +400,8 @@ def test_a_run_refused_after_the_output_check_leaves_no_folder(tmp_path):
     result = run_console(stylize_main, ["no_such_model", PHOTO, CONTENT / "chicago.jpg", "-o", out])
     _one_line(result, 2, "no_such_model")
     assert not (tmp_path / "new").exists()
+
+
+def test_several_styles_to_standard_output_are_refused(multi_checkpoint, tmp_path):
+    result = run_console(stylize_main, [multi_checkpoint, PHOTO, "--style", "all", "-o", "-"])
+    _one_line(result, 2, "one output per style", "standard output takes one image")
